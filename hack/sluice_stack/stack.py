@@ -1,0 +1,151 @@
+"""The local stack: which servers make it up, starting them in order, and the env file tests and shells read."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from . import cassandra, kafka, kube
+from .config import HACK_DIR
+from .process import Service, load_services, save_services, wait_for
+
+# Each group of servers, in start order, and how long each may take to become ready.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "kafka": ("kafka",),
+    "cassandra": ("cassandra",),
+    "kube": ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"),
+}
+READY_TIMEOUT = {"kafka": 120.0, "cassandra": 180.0}
+
+
+def _is_ready(service: Service) -> bool:
+    checks: dict[str, Callable[[Service], bool]] = {"kafka": kafka.is_ready, "cassandra": cassandra.is_ready}
+    return checks.get(service.name, kube.is_ready)(service)
+
+
+def provision(groups: Iterable[str]) -> None:
+    """Builds or fetches what `groups` need into the cache (a no-op when cached)."""
+    groups = set(groups)
+    if "kube" in groups:
+        subprocess.run([str(HACK_DIR / "build-kubernetes.sh"), "all"], check=True)
+    if "kafka" in groups:
+        kafka.provision()
+    if "cassandra" in groups:
+        cassandra.provision()
+
+
+class Stack:
+    """The servers under one root folder: `root/logs/<server>.log`, `root/data/`, `root/state.json`."""
+
+    def __init__(self, root: Path, services: dict[str, Service] | None = None) -> None:
+        self.root = root
+        self.services: dict[str, Service] = services or {}
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "state.json"
+
+    @classmethod
+    def attach(cls, root: Path) -> Stack | None:
+        """The stack a `make stack-up` left running under `root`, if all of its servers are alive."""
+        state = root / "state.json"
+        if not state.exists():
+            return None
+        services = load_services(state)
+        if not services or not all(s.alive for s in services.values()):
+            return None
+        return cls(root, services)
+
+    def has(self, group: str) -> bool:
+        return all(name in self.services for name in GROUPS[group])
+
+    def up(self, groups: Iterable[str]) -> None:
+        """Provisions, configures and starts the servers of `groups` that are not running yet."""
+        wanted = [g for g in GROUPS if g in set(groups) and not self.has(g)]
+        provision(wanted)
+        (self.root / "data").mkdir(parents=True, exist_ok=True)
+        with ThreadPoolExecutor(max_workers=len(wanted) or 1) as pool:
+            for future in [pool.submit(self._start_group, g) for g in wanted]:
+                future.result()
+        self.save()
+
+    def _start_group(self, group: str) -> None:
+        if group == "kafka":
+            services = {"kafka": kafka.make_service(self.root)}
+        elif group == "cassandra":
+            services = {"cassandra": cassandra.make_service(self.root)}
+        else:
+            services = kube.make_services(self.root)
+        for name in GROUPS[group]:
+            service = services[name]
+            self.services[name] = service
+            self.start(name)
+        if group == "kube":
+            kube.create_fake_node(self.kubeconfig)
+
+    def start(self, name: str) -> float:
+        """Starts one server and waits until it answers; returns and records the seconds that took."""
+        service = self.services[name]
+        started = time.monotonic()
+        service.start()
+        try:
+            wait_for(lambda: service.alive and _is_ready(service), READY_TIMEOUT.get(name, 90.0), name)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n--- last lines of {service.log_path}:\n{service.tail()}") from None
+        service.start_seconds = round(time.monotonic() - started, 1)
+        return service.start_seconds
+
+    def restart(self, name: str) -> float:
+        """Kills the server (SIGKILL) and starts it again on the same ports and data."""
+        self.services[name].kill()
+        seconds = self.start(name)
+        self.save()
+        return seconds
+
+    def down(self) -> None:
+        """Stops every server and removes their data (logs stay for post-mortems)."""
+        for name in reversed(list(self.services)):
+            self.services[name].stop()
+        self.services.clear()
+        shutil.rmtree(self.root / "data", ignore_errors=True)
+        self.state_file.unlink(missing_ok=True)
+        (self.root / "env").unlink(missing_ok=True)
+
+    def save(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        save_services(self.state_file, self.services)
+        env = self.env()
+        if "PATH" in env:  # the file prepends to the PATH of the shell that sources it
+            env["PATH"] = env["PATH"].replace(os.environ.get("PATH", ""), "$PATH")
+        (self.root / "env").write_text("".join(f"export {k}={json.dumps(v)}\n" for k, v in env.items()))
+
+    @property
+    def kubeconfig(self) -> str:
+        return self.services["kube-apiserver"].endpoints["kubeconfig"]
+
+    def env(self) -> dict[str, str]:
+        """What `.stack/env` exports: endpoints, pids, and PATH with the built kubectl and helm first."""
+        env: dict[str, str] = {"SLUICE_STACK_DIR": str(self.root)}
+        if "kafka" in self.services:
+            env["KAFKA_BOOTSTRAP_SERVERS"] = self.services["kafka"].endpoints["bootstrap"]
+            env["SLUICE_KAFKA_PID"] = str(self.services["kafka"].pid)
+        if "cassandra" in self.services:
+            env["CASSANDRA_CONTACT_POINTS"] = self.services["cassandra"].endpoints["contact_point"]
+            env["SLUICE_CASSANDRA_PID"] = str(self.services["cassandra"].pid)
+        if "kube-apiserver" in self.services:
+            env["KUBECONFIG"] = self.kubeconfig
+            tools = ":".join(str(d) for d in kube.tool_dirs())
+            env["PATH"] = f"{tools}:{os.environ.get('PATH', '')}"
+        return env
+
+    def report(self) -> str:
+        return "\n".join(
+            f"  {name:<24} pid {s.pid:<8} ready in {s.start_seconds}s   log {s.log_path}"
+            for name, s in self.services.items()
+        )

@@ -1,0 +1,1 @@
+"""Sluice operator: reconciles DataPipeline resources into worker Deployments."""

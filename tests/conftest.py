@@ -1,0 +1,141 @@
+"""Session fixtures: the real local servers (started once, or the ones `make stack-up` left running)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sluice_stack import Stack
+from sluice_stack.config import REPO_DIR
+
+
+class Server:
+    """A handle on one real server with the faults the reliability tests inject."""
+
+    def __init__(self, stack: Stack, name: str) -> None:
+        self.stack, self.name = stack, name
+
+    @property
+    def service(self):  # type: ignore[no-untyped-def]
+        return self.stack.services[self.name]
+
+    @property
+    def pid(self) -> int:
+        return int(self.service.pid)
+
+    def pause(self) -> None:
+        """SIGSTOP: sockets stay open, nothing answers (`docker pause`)."""
+        self.service.pause()
+
+    def resume(self) -> None:
+        self.service.resume()
+
+    @contextlib.contextmanager
+    def paused(self, seconds: float = 0) -> Iterator[None]:
+        """Paused for the body of the `with` and at least `seconds`, resumed even if the body fails."""
+        start = time.monotonic()
+        self.pause()
+        try:
+            yield
+            time.sleep(max(0.0, seconds - (time.monotonic() - start)))
+        finally:
+            self.resume()
+
+    def kill(self) -> None:
+        """SIGKILL; the data stays for `start()`."""
+        self.service.kill()
+
+    def start(self) -> float:
+        """Starts a killed server on the same ports and data; returns seconds until it answers."""
+        seconds = self.stack.start(self.name)
+        self.stack.save()
+        return seconds
+
+    def restart(self) -> float:
+        return self.stack.restart(self.name)
+
+
+class KafkaServer(Server):
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.service.endpoints["bootstrap"]
+
+
+class CassandraServer(Server):
+    @property
+    def contact_point(self) -> str:
+        return self.service.endpoints["contact_point"]
+
+    @property
+    def host(self) -> str:
+        return self.contact_point.rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.contact_point.rsplit(":", 1)[1])
+
+
+class ControlPlane:
+    """The local kube-apiserver and its admin kubeconfig."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.apiserver = Server(stack, "kube-apiserver")
+        self.controller_manager = Server(stack, "kube-controller-manager")
+
+    @property
+    def kubeconfig(self) -> str:
+        return self.stack.kubeconfig
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for `kubectl`/`helm` subprocesses: KUBECONFIG and PATH with the built tools first."""
+        return {**os.environ, **{k: v for k, v in self.stack.env().items() if k in ("KUBECONFIG", "PATH")}}
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The servers of `make stack-up` if it is running, else a fresh stack torn down after the session."""
+    running = Stack.attach(Path(os.environ.get("SLUICE_STACK_DIR", REPO_DIR / ".stack")))
+    if running is not None:
+        yield running
+        return
+    own = Stack(tmp_path_factory.mktemp("stack"))
+    try:
+        yield own
+    finally:
+        own.down()
+
+
+@pytest.fixture(scope="session")
+def kafka(stack: Stack) -> KafkaServer:
+    stack.up(["kafka"])
+    return KafkaServer(stack, "kafka")
+
+
+@pytest.fixture(scope="session")
+def cassandra(stack: Stack) -> CassandraServer:
+    stack.up(["cassandra"])
+    return CassandraServer(stack, "cassandra")
+
+
+@pytest.fixture(scope="session")
+def kube(stack: Stack) -> ControlPlane:
+    stack.up(["kube"])
+    return ControlPlane(stack)
+
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failing test shows the tail of every server's log next to its traceback."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and "stack" in getattr(item, "fixturenames", ()):
+        stack = item.funcargs.get("stack") if hasattr(item, "funcargs") else None
+        for name, service in (stack.services.items() if stack else ()):
+            report.sections.append((f"server log: {name} ({service.log_path})", service.tail(40)))
