@@ -1,0 +1,108 @@
+"""The worker's Prometheus metrics and its HTTP endpoints: /metrics, /healthz (loop alive), /readyz."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+
+class WorkerMetrics:
+    """Every metric the worker exports, on a registry of its own (so tests can run several workers)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter("sluice_messages_consumed", "Messages read from Kafka", ["topic"], registry=r)
+        self.written = Counter(
+            "sluice_rows_written", "Rows durably written to Cassandra", ["table"], registry=r
+        )
+        self.dead_lettered = Counter(
+            "sluice_messages_dead_lettered",
+            "Messages sent to the dead-letter topic",
+            ["topic", "error"],
+            registry=r,
+        )
+        self.write_errors = Counter(
+            "sluice_write_errors", "Failed Cassandra write attempts", ["error"], registry=r
+        )
+        self.write_retries = Counter(
+            "sluice_write_retries", "Cassandra writes retried after a failure", registry=r
+        )
+        self.write_latency = Histogram(
+            "sluice_write_latency_seconds",
+            "Latency of one Cassandra write request",
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.committed_offset = Gauge(
+            "sluice_committed_offset", "Last committed offset", ["topic", "partition"], registry=r
+        )
+        self.lag = Gauge(
+            "sluice_consumer_lag", "High watermark minus committed offset", ["topic", "partition"], registry=r
+        )
+        self.sink_up = Gauge("sluice_sink_up", "1 when the last Cassandra write succeeded", registry=r)
+        self.in_flight = Gauge(
+            "sluice_writes_in_flight", "Cassandra write requests awaiting an answer", registry=r
+        )
+
+
+class Health:
+    """What /healthz and /readyz answer; the loop updates it."""
+
+    def __init__(self, stall_seconds: float = 60.0) -> None:
+        self.stall_seconds = stall_seconds
+        self.last_loop = time.monotonic()
+        self.sink_up = False
+        self.in_group = False
+
+    def beat(self) -> None:
+        self.last_loop = time.monotonic()
+
+    def alive(self) -> bool:
+        return time.monotonic() - self.last_loop < self.stall_seconds
+
+    def ready(self) -> bool:
+        return self.alive() and self.sink_up and self.in_group
+
+
+def serve_http(
+    port: int, metrics: WorkerMetrics, health: Health, host: str = "0.0.0.0"
+) -> ThreadingHTTPServer:
+    """Starts the endpoints on a daemon thread; `.shutdown()` on the result stops them."""
+    routes: dict[str, Callable[[], tuple[int, bytes, str]]] = {
+        "/metrics": lambda: (200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST),
+        "/healthz": lambda: _probe(health.alive()),
+        "/readyz": lambda: _probe(health.ready()),
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            route = routes.get(self.path.split("?", 1)[0])
+            status, body, content_type = route() if route else (404, b"not found\n", "text/plain")
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # probes every few seconds: stay quiet
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="sluice-http", daemon=True).start()
+    return server
+
+
+def _probe(ok: bool) -> tuple[int, bytes, str]:
+    return (200, b"ok\n", "text/plain") if ok else (503, b"not ready\n", "text/plain")

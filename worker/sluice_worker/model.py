@@ -1,0 +1,476 @@
+"""The typed DataPipeline: the one model the worker reads, the operator builds from and the CRD is made of."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal, TypeVar
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import ErrorDetails
+
+API_VERSION: Final = "sluice.dev/v1alpha1"
+KIND: Final = "DataPipeline"
+CASSANDRA_PORT = 9042
+
+# librdkafka settings the worker sets itself (offset commits only after durable writes, group membership,
+# security from the typed fields) or that are Python callbacks; consumerConfig may not override them.
+WORKER_OWNED_CONSUMER_KEYS = frozenset({
+    "bootstrap.servers", "group.id", "group.instance.id", "partition.assignment.strategy",
+    "enable.auto.commit", "enable.auto.offset.store", "auto.offset.reset", "enable.partition.eof",
+    "security.protocol", "sasl.mechanism", "sasl.mechanisms", "sasl.username", "sasl.password",
+    "ssl.ca.location", "on_commit", "error_cb", "throttle_cb", "stats_cb", "oauth_cb", "logger",
+})  # fmt: skip
+
+_SEGMENT = r"[A-Za-z0-9_-]+(\[[0-9]+\])*"
+CQL_IDENTIFIER_PATTERN = r"^[a-z][a-z0-9_]{0,47}$"
+
+CqlIdentifier = Annotated[str, Field(pattern=CQL_IDENTIFIER_PATTERN)]
+TopicName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
+EnvVarName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+HostPort = Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")]
+DnsLabel = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+JsonPath = Annotated[str, Field(pattern=rf"^(\$(\[[0-9]+\])*(\.{_SEGMENT})*|{_SEGMENT}(\.{_SEGMENT})*)$")]
+PythonReference = Annotated[str, Field(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")]
+
+StartFrom = Literal["earliest", "latest"]
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+FieldSource = Literal["value", "key", "header", "topic", "partition", "offset", "timestamp"]
+CqlType = Literal[
+    "text", "ascii", "varchar", "tinyint", "smallint", "int", "bigint", "varint", "float", "double",
+    "decimal", "boolean", "timestamp", "date", "uuid", "timeuuid", "blob",
+]  # fmt: skip
+Consistency = Literal[
+    "ANY", "ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_ONE", "LOCAL_QUORUM", "EACH_QUORUM"
+]  # fmt: skip
+
+
+class PipelineError(ValueError):
+    """A DataPipeline that cannot be loaded; each problem starts with the field path as the user wrote it."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class SpecModel(BaseModel):
+    """Base of every spec model: immutable, camelCase in YAML, snake_case in Python, unknown keys refused."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid", alias_generator=to_camel)
+
+
+def _check_columns(names: Iterable[str]) -> None:
+    for name in names:
+        if not re.fullmatch(CQL_IDENTIFIER_PATTERN, name):
+            raise ValueError(f"column {name!r} is not a CQL identifier (a-z, then up to 47 of a-z, 0-9, _)")
+
+
+class EnvCredentials(SpecModel):
+    """A username and password read from the worker's environment; the spec holds only the variable names."""
+
+    username_env: EnvVarName = Field(description="Environment variable holding the username.")
+    password_env: EnvVarName = Field(description="Environment variable holding the password.")
+
+
+class SourceSpec(SpecModel):
+    """The Kafka topics to consume and how to reach the brokers."""
+
+    bootstrap_servers: str = Field(min_length=1, description="Kafka brokers, comma-separated host:port.")
+    topics: list[TopicName] = Field(min_length=1, description="Topics to consume, one or more.")
+    group_id: str | None = Field(default=None, min_length=1, description="Default: `<namespace>.<name>`.")
+    start_from: StartFrom = Field(default="earliest", description="Where a group without offsets starts.")
+    consumer_config: dict[str, str | int | bool] = Field(
+        default_factory=dict, description="Extra librdkafka settings; those the worker owns are refused."
+    )
+    security_protocol: SecurityProtocol = Field(default="PLAINTEXT", description="Broker security protocol.")
+    sasl_mechanism: SaslMechanism | None = Field(default=None, description="Required with SASL_* protocols.")
+    ssl_ca_location: str | None = Field(default=None, min_length=1, description="CA file path, for *SSL.")
+    credentials: EnvCredentials | None = Field(default=None, description="SASL login; with SASL_* only.")
+
+    @field_validator("topics")
+    @classmethod
+    def _distinct_topics(cls, topics: list[str]) -> list[str]:
+        if len(set(topics)) != len(topics):
+            raise ValueError("topics must be distinct")
+        return topics
+
+    @field_validator("consumer_config")
+    @classmethod
+    def _no_worker_owned_keys(cls, config: dict[str, str | int | bool]) -> dict[str, str | int | bool]:
+        for key in config:
+            if key in WORKER_OWNED_CONSUMER_KEYS:
+                raise ValueError(f"{key!r} is managed by the worker and cannot be set in consumerConfig")
+        return config
+
+    @model_validator(mode="after")
+    def _consistent_security(self) -> SourceSpec:
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and (self.sasl_mechanism is None or self.credentials is None):
+            raise ValueError(f"securityProtocol {self.security_protocol} needs saslMechanism and credentials")
+        if not sasl and (self.sasl_mechanism is not None or self.credentials is not None):
+            raise ValueError("saslMechanism and credentials need securityProtocol SASL_PLAINTEXT or SASL_SSL")
+        if self.ssl_ca_location is not None and not self.security_protocol.endswith("SSL"):
+            raise ValueError("sslCaLocation needs securityProtocol SSL or SASL_SSL")
+        return self
+
+    def group_id_for(self, namespace: str, name: str) -> str:
+        """The consumer group: `groupId` if set, else `<namespace>.<name>`."""
+        return self.group_id or f"{namespace}.{name}"
+
+
+class FieldMapping(SpecModel):
+    """Where one column's value comes from, and the CQL type it is coerced to and checked against.
+
+    Without a type, JSON values pass through (objects and arrays as JSON text), the key and headers become
+    UTF-8 text and the record timestamp (milliseconds since the epoch) becomes a timestamp.
+    """
+
+    source: FieldSource = Field(
+        default="value", description="`value` (JSON), `key`, `header`, or the record's topic, partition, ..."
+    )
+    path: JsonPath | None = Field(
+        default=None, description="For `value`: e.g. `$.item.name`, `items[0].sku`."
+    )
+    header: str | None = Field(default=None, min_length=1, description="For `header`: the header name.")
+    type: CqlType | None = Field(default=None, description="CQL type the value is coerced to.")
+
+    @model_validator(mode="after")
+    def _operands_match_source(self) -> FieldMapping:
+        if (self.source == "value") != (self.path is not None):
+            raise ValueError("path is required with source 'value', and only allowed with it")
+        if (self.source == "header") != (self.header is not None):
+            raise ValueError("header is required with source 'header', and only allowed with it")
+        return self
+
+    def describe(self) -> str:
+        """Where the value comes from, for messages: `$.item.name`, `header 'trace'`, `record offset`."""
+        if self.path is not None:
+            return self.path
+        if self.header is not None:
+            return f"header {self.header!r}"
+        return "message key" if self.source == "key" else f"record {self.source}"
+
+
+class Lookup(SpecModel):
+    """Derives a text column from a field through a table, e.g. item name -> department."""
+
+    field: str = Field(min_length=1, description="The column (from fields) whose value is looked up.")
+    table: dict[str, str] = Field(min_length=1, description="Maps a value of the field to the derived value.")
+    default: str | None = Field(default=None, description="For values not in the table; unset: null.")
+
+
+class TransformSpec(SpecModel):
+    """How a message becomes a row: column mappings, lookups, an optional Python hook, required columns."""
+
+    fields: dict[str, FieldMapping] = Field(default_factory=dict, description="Column -> where its value is.")
+    lookups: dict[str, Lookup] = Field(default_factory=dict, description="Column -> lookup of a field.")
+    python: PythonReference | None = Field(
+        default=None,
+        description="`module:function` in the worker image, called as `function(record, row)` after fields "
+        "and lookups; returns the row to write, raises to reject the message.",
+    )
+    required: list[str] = Field(default_factory=list, description="Columns whose absence rejects a message.")
+
+    @field_validator("fields")
+    @classmethod
+    def _valid_columns(cls, fields: dict[str, FieldMapping]) -> dict[str, FieldMapping]:
+        _check_columns(fields)
+        return fields
+
+    @field_validator("lookups")
+    @classmethod
+    def _lookups_read_fields(cls, lookups: dict[str, Lookup], info: ValidationInfo) -> dict[str, Lookup]:
+        _check_columns(lookups)
+        fields = info.data.get("fields", {})
+        for column, lookup in lookups.items():
+            if column in fields:
+                raise ValueError(f"{column!r} is already a column in fields")
+            if lookup.field not in fields:
+                raise ValueError(f"lookup {column!r} reads {lookup.field!r}, which is not a column in fields")
+        return lookups
+
+    @field_validator("required")
+    @classmethod
+    def _required_are_columns(cls, required: list[str], info: ValidationInfo) -> list[str]:
+        if info.data.get("python") is None:  # a hook may add columns
+            known = {*info.data.get("fields", {}), *info.data.get("lookups", {})}
+            for column in required:
+                if column not in known:
+                    raise ValueError(f"{column!r} is not a column in fields or lookups")
+        return required
+
+    @model_validator(mode="after")
+    def _produces_columns(self) -> TransformSpec:
+        if not self.fields and self.python is None:
+            raise ValueError("fields must map at least one column, unless python builds the row")
+        return self
+
+    def columns(self) -> list[str]:
+        """The columns the declarative part produces, in order: fields, then lookups."""
+        return [*self.fields, *self.lookups]
+
+
+class Replication(SpecModel):
+    """Replication of a keyspace that the worker creates."""
+
+    strategy: Literal["SimpleStrategy", "NetworkTopologyStrategy"] = Field(
+        default="SimpleStrategy", description="Cassandra replication strategy."
+    )
+    replication_factor: int = Field(default=1, ge=1, description="Replicas, with SimpleStrategy.")
+    datacenters: dict[str, int] = Field(default_factory=dict, description="With NetworkTopologyStrategy.")
+
+    @model_validator(mode="after")
+    def _datacenters_match_strategy(self) -> Replication:
+        if (self.strategy == "NetworkTopologyStrategy") != bool(self.datacenters):
+            raise ValueError(
+                "datacenters are required with NetworkTopologyStrategy, and only allowed with it"
+            )
+        return self
+
+    def as_cql_map(self) -> dict[str, str | int]:
+        """The `WITH replication = {...}` map of CREATE KEYSPACE."""
+        if self.strategy == "SimpleStrategy":
+            return {"class": self.strategy, "replication_factor": self.replication_factor}
+        return {"class": self.strategy, **self.datacenters}
+
+
+class TableDefinition(SpecModel):
+    """A keyspace and table the worker creates if missing, so a demo needs no manual CQL."""
+
+    columns: dict[str, CqlType] = Field(min_length=1, description="Column -> CQL type.")
+    primary_key: list[str] = Field(min_length=1, description="Partition key column(s), then clustering.")
+    partition_key_columns: int = Field(default=1, ge=1, description="How many primaryKey columns partition.")
+    replication: Replication = Field(default=Replication(), description="Of the keyspace, if created.")
+
+    @field_validator("columns")
+    @classmethod
+    def _valid_columns(cls, columns: dict[str, CqlType]) -> dict[str, CqlType]:
+        _check_columns(columns)
+        return columns
+
+    @model_validator(mode="after")
+    def _key_in_columns(self) -> TableDefinition:
+        for column in self.primary_key:
+            if column not in self.columns:
+                raise ValueError(f"primaryKey column {column!r} is not in columns")
+        if len(set(self.primary_key)) != len(self.primary_key):
+            raise ValueError("primaryKey columns must be distinct")
+        if self.partition_key_columns > len(self.primary_key):
+            raise ValueError("partitionKeyColumns is larger than primaryKey")
+        return self
+
+
+class SinkSpec(SpecModel):
+    """The Cassandra table rows are written to."""
+
+    contact_points: list[HostPort] = Field(min_length=1, description="`host` or `host:port` (port 9042).")
+    local_datacenter: str = Field(default="datacenter1", min_length=1, description="Of the contact points.")
+    keyspace: CqlIdentifier = Field(description="Keyspace of the table.")
+    table: CqlIdentifier = Field(description="Table the rows are inserted into.")
+    consistency: Consistency = Field(default="LOCAL_QUORUM", description="Consistency level of writes.")
+    ttl_seconds: int | None = Field(
+        default=None, ge=1, le=630_720_000, description="Unset: rows never expire."
+    )
+    use_record_timestamp: bool = Field(
+        default=True,
+        description="Write `USING TIMESTAMP` of the Kafka record time, so replays and retries never "
+        "overwrite a newer version of a row.",
+    )
+    create_table: TableDefinition | None = Field(default=None, description="Created at start-up if missing.")
+    credentials: EnvCredentials | None = Field(default=None, description="Cassandra login.")
+
+    def endpoints(self) -> list[tuple[str, int]]:
+        """The contact points as (host, port)."""
+        endpoints = []
+        for point in self.contact_points:
+            host, _, port = point.partition(":")
+            endpoints.append((host, int(port) if port else CASSANDRA_PORT))
+        return endpoints
+
+
+class RetryBackoff(SpecModel):
+    """Exponential backoff between retries of failed Cassandra writes."""
+
+    initial_ms: int = Field(default=100, ge=1, description="First delay, in milliseconds.")
+    max_ms: int = Field(default=30_000, ge=1, description="Largest delay, in milliseconds.")
+
+    @model_validator(mode="after")
+    def _initial_not_above_max(self) -> RetryBackoff:
+        if self.initial_ms > self.max_ms:
+            raise ValueError(f"initialMs ({self.initial_ms}) must not exceed maxMs ({self.max_ms})")
+        return self
+
+
+class DeliverySpec(SpecModel):
+    """Batching, retries, dead letters and offset commits."""
+
+    max_batch_size: int = Field(
+        default=500, ge=1, description="Most messages polled and transformed at once."
+    )
+    max_in_flight: int = Field(default=64, ge=1, description="Most concurrent Cassandra writes per worker.")
+    retry_backoff: RetryBackoff = Field(default=RetryBackoff(), description="Between write retries.")
+    dead_letter_topic: str = Field(
+        default="{topic}.dlq",
+        pattern=r"^([A-Za-z0-9._-]|\{topic\})+$",
+        description="Where rejected messages go; `{topic}` is replaced by the source topic.",
+    )
+    commit_interval_ms: int = Field(
+        default=1000, ge=1, description="How often durable offsets are committed."
+    )
+    shutdown_margin_seconds: int = Field(
+        default=5, ge=0, description="Seconds kept before the grace period ends, to commit and close."
+    )
+
+    def dead_letter_topic_for(self, topic: str) -> str:
+        """The dead-letter topic of a source topic."""
+        return self.dead_letter_topic.replace("{topic}", topic)
+
+
+class Resources(SpecModel):
+    """Compute resources of each worker container, as in a Kubernetes container spec."""
+
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
+    requests: dict[str, str] = Field(default_factory=dict, description="Requested resources, e.g. cpu: 100m.")
+    limits: dict[str, str] = Field(default_factory=dict, description="Resource limits, e.g. memory: 256Mi.")
+
+
+class PipelineSpec(SpecModel):
+    """What a DataPipeline runs (source, transform, sink, delivery) and how its workers are deployed."""
+
+    source: SourceSpec = Field(description="The Kafka side.")
+    transform: TransformSpec = Field(description="How each message becomes a row.")
+    sink: SinkSpec = Field(description="The Cassandra side.")
+    delivery: DeliverySpec = Field(default=DeliverySpec(), description="Batching, retries and dead letters.")
+    replicas: int = Field(default=1, ge=0, description="Worker pods (beyond the partition count, idle).")
+    paused: bool = Field(default=False, description="Scale workers to zero, keeping committed offsets.")
+    image: str | None = Field(default=None, min_length=1, description="Unset: the operator's worker image.")
+    termination_grace_period_seconds: int = Field(default=30, ge=1, description="To drain writes and commit.")
+    resources: Resources = Field(default=Resources(), description="Compute resources of each worker.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineSpec:
+        for topic in self.source.topics:
+            dead_letters = self.delivery.dead_letter_topic_for(topic)
+            if dead_letters in self.source.topics:
+                raise ValueError(
+                    f"delivery.deadLetterTopic resolves to {dead_letters!r}, a source topic: "
+                    "rejected messages would be consumed again"
+                )
+        if self.delivery.shutdown_margin_seconds >= self.termination_grace_period_seconds:
+            raise ValueError("delivery.shutdownMarginSeconds must be less than terminationGracePeriodSeconds")
+        table = self.sink.create_table
+        if table is not None:
+            for column in self.transform.columns():
+                if column not in table.columns:
+                    raise ValueError(f"transform column {column!r} is not in sink.createTable.columns")
+            for column in table.primary_key:
+                if column not in self.transform.required:
+                    raise ValueError(
+                        f"primary key column {column!r} must be in transform.required: "
+                        "a row without it cannot be written"
+                    )
+        return self
+
+
+class ObjectMeta(SpecModel):
+    """The name and namespace of a DataPipeline; other metadata the API server adds is ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: DnsLabel = Field(description="Name of the pipeline, a DNS label.")
+    namespace: DnsLabel = Field(default="default", description="Namespace of the pipeline.")
+
+
+class DataPipeline(SpecModel):
+    """A complete `sluice.dev/v1alpha1` DataPipeline manifest."""
+
+    api_version: Literal["sluice.dev/v1alpha1"] = Field(default=API_VERSION, description="API version.")
+    kind: Literal["DataPipeline"] = Field(default=KIND, description="Resource kind.")
+    metadata: ObjectMeta = Field(description="Name and namespace.")
+    spec: PipelineSpec = Field(description="The pipeline.")
+
+    @property
+    def group_id(self) -> str:
+        """The Kafka consumer group of this pipeline."""
+        return self.spec.source.group_id_for(self.metadata.namespace, self.metadata.name)
+
+
+def load_pipeline(source: str | Path, *, name: str | None = None, namespace: str = "default") -> DataPipeline:
+    """Load a DataPipeline from YAML: a `Path` is read as a file, a `str` is the YAML text itself.
+
+    See `parse_pipeline` for what the document may be. Raises `PipelineError`.
+    """
+    if isinstance(source, Path):
+        try:
+            source = source.read_text()
+        except OSError as error:
+            raise PipelineError(f"cannot read {error.filename}: {error.strerror}") from error
+    try:
+        document = yaml.safe_load(source)
+    except yaml.YAMLError as error:
+        raise PipelineError(f"invalid YAML: {error}") from error
+    return parse_pipeline(document, name=name, namespace=namespace)
+
+
+def parse_pipeline(document: object, *, name: str | None = None, namespace: str = "default") -> DataPipeline:
+    """Validate a parsed document: a full manifest, or a bare spec (no apiVersion, kind, metadata, spec).
+
+    A bare spec takes its metadata from `name` (required: it names the default consumer group, so it is never
+    guessed) and `namespace`; both are ignored for a full manifest. Errors name paths as in a full manifest
+    (`spec.source.topics: ...`). Raises `PipelineError`.
+    """
+    if not isinstance(document, Mapping):
+        hint = " (pass a pathlib.Path to load a file)" if isinstance(document, str) else ""
+        raise PipelineError(
+            f"expected a DataPipeline manifest or spec mapping, got {type(document).__name__}{hint}"
+        )
+    if document.keys() & {"apiVersion", "kind", "metadata", "spec"}:
+        return _validate(DataPipeline, document)
+    if name is None:
+        raise PipelineError("metadata.name: a bare spec has no metadata; pass its name to load the pipeline")
+    metadata = {"name": name, "namespace": namespace}
+    return _validate(
+        DataPipeline, {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": document}
+    )
+
+
+def parse_spec(spec: object) -> PipelineSpec:
+    """Validate the `spec` of a DataPipeline object (e.g. from the API server). Raises `PipelineError`."""
+    return _validate(PipelineSpec, spec, location=("spec",))
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _validate(model: type[_Model], data: object, location: tuple[str, ...] = ()) -> _Model:
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise PipelineError(*(_describe(detail, location) for detail in error.errors())) from error
+
+
+def _describe(detail: ErrorDetails, location: tuple[str, ...]) -> str:
+    path = ""
+    for part in (*location, *detail["loc"]):
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif "." in part:
+            path += f"[{part!r}]"
+        else:
+            path += f".{part}" if path else part
+    context: dict[str, Any] = detail.get("ctx", {})
+    message = str(context["error"]) if detail["type"] == "value_error" else detail["msg"]
+    return f"{path}: {message}" if path else message
