@@ -85,8 +85,22 @@ class Service:
         return pid_alive(self.pid)
 
     def pause(self) -> None:
-        """SIGSTOP: the process keeps its sockets but answers nothing (what `docker pause` does)."""
+        """SIGSTOP: the process keeps its sockets but answers nothing (what `docker pause` does).
+
+        Returns once every thread is stopped: the kernel delivers the stop to a JVM's many threads in turn.
+        """
         self._signal(signal.SIGSTOP)
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and not self._all_threads_stopped():
+            time.sleep(0.005)
+
+    def _all_threads_stopped(self) -> bool:
+        tasks = Path(f"/proc/{self.pid}/task")
+        try:
+            states = [(t / "stat").read_text().rsplit(")", 1)[1].split()[0] for t in tasks.iterdir()]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        return all(state in ("T", "t") for state in states)
 
     def resume(self) -> None:
         self._signal(signal.SIGCONT)
