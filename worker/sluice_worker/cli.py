@@ -1,8 +1,109 @@
-"""Command line entry point of `sluice-worker`."""
+"""`sluice-worker`: run a DataPipeline manifest (`--pipeline FILE`), or re-publish its dead letters."""
+
+from __future__ import annotations
+
 import argparse
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from .metrics import Health, WorkerMetrics, serve_http
+from .model import DataPipeline, PipelineError, load_pipeline
+from .settings import WorkerSettings
+
+EXIT_INVALID = 2
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sluice-worker", description=__doc__)
-    parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["replay-dlq"]:
+        return _replay(argv[1:])
+    parser = argparse.ArgumentParser(
+        prog="sluice-worker",
+        description="Consume Kafka, transform, write Cassandra; commit offsets only after durable writes. "
+        "`sluice-worker replay-dlq --help` re-publishes dead letters.",
+    )
+    _add_pipeline_args(parser)
+    args = parser.parse_args(argv)
+    settings = WorkerSettings()
+    _configure_logging(settings)
+    pipeline = _load(args.pipeline, args.name, args.namespace)
+    if pipeline is None:
+        return EXIT_INVALID
+
+    from .pipeline import PipelineWorker  # imported late: `--help` and bad files stay fast
+
+    metrics, health = WorkerMetrics(), Health()
+    worker = PipelineWorker(pipeline, settings, metrics, health)
+    server = serve_http(settings.http_port, metrics, health, settings.http_host) if settings.http_port else None
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        logging.getLogger("sluice.worker").info("received %s", signal.Signals(signum).name)
+        worker.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        return worker.run()
+    finally:
+        if server is not None:
+            server.shutdown()
+
+
+def _replay(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="sluice-worker replay-dlq",
+        description="Re-publish dead letters to their source topic (once the pipeline can take them), "
+        "at a bounded rate, committing as it goes.",
+    )
+    _add_pipeline_args(parser)
+    parser.add_argument("--rate", type=float, default=100.0, help="most messages per second (default 100)")
+    parser.add_argument("--idle-seconds", type=float, default=5.0,
+                        help="stop after this long without a dead letter (default 5)")
+    args = parser.parse_args(argv)
+    settings = WorkerSettings()
+    _configure_logging(settings)
+    pipeline = _load(args.pipeline, args.name, args.namespace)
+    if pipeline is None:
+        return EXIT_INVALID
+    from .replay import replay_dead_letters
+
+    count = replay_dead_letters(pipeline, settings, rate=args.rate, idle_seconds=args.idle_seconds)
+    print(f"replayed {count} dead letters")
     return 0
+
+
+def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pipeline", type=Path, required=True,
+                        help="a DataPipeline manifest (as for kubectl apply) or just its spec")
+    parser.add_argument("--name", help="the pipeline's name, when FILE holds only a spec")
+    parser.add_argument("--namespace", default="default", help="with --name (default: default)")
+
+
+def _load(path: Path, name: str | None, namespace: str) -> DataPipeline | None:
+    try:
+        return load_pipeline(path, name=name, namespace=namespace)
+    except PipelineError as exc:
+        print(f"sluice-worker: invalid pipeline {path}:\n{exc}", file=sys.stderr)
+        return None
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({
+            "time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+            "message": record.getMessage(),
+        })
+
+
+def _configure_logging(settings: WorkerSettings) -> None:
+    handler = logging.StreamHandler()
+    if settings.log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
+    logging.getLogger("cassandra").setLevel(logging.WARNING)

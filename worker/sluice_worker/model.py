@@ -91,6 +91,10 @@ class SourceSpec(SpecModel):
     topics: list[TopicName] = Field(min_length=1, description="Topics to consume, one or more.")
     group_id: str | None = Field(default=None, min_length=1, description="Default: `<namespace>.<name>`.")
     start_from: StartFrom = Field(default="earliest", description="Where a group without offsets starts.")
+    static_membership: bool = Field(
+        default=False,
+        description="Use the pod name as `group.instance.id`, so a rolling restart causes no rebalance.",
+    )
     consumer_config: dict[str, str | int | bool] = Field(
         default_factory=dict, description="Extra librdkafka settings; those the worker owns are refused."
     )

@@ -63,6 +63,10 @@ class OffsetTracker:
             if tp in self._partitions:
                 self._partitions[tp].committed = offset
 
+    def committed_offset(self, tp: TopicPartition) -> int | None:
+        part = self._partitions.get(tp)
+        return part.committed if part else None
+
     def forget(self, tps: list[TopicPartition]) -> None:
         """Drops partitions that were revoked or lost; another consumer owns them now."""
         for tp in tps:

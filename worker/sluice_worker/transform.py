@@ -17,7 +17,7 @@ from sluice_worker.model import CqlType, FieldMapping, FieldSource, PipelineErro
 Row: TypeAlias = dict[str, object]
 """Column -> value, ready to bind to a prepared INSERT; None means missing (bind it as UNSET_VALUE)."""
 
-RejectionKind = Literal["invalid_json", "missing_field", "wrong_type", "transform_error"]
+RejectionKind = Literal["invalid_json", "missing_field", "wrong_type", "transform_error", "write_rejected"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,43 @@
+"""Process settings from the environment (`SLUICE_*`): endpoint overrides, HTTP port, pod identity."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .model import PipelineSpec
+
+
+class WorkerSettings(BaseSettings):
+    """What the environment decides; the pipeline itself comes from the manifest file."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_", frozen=True)
+
+    kafka_bootstrap_servers: str | None = Field(default=None, description="Overrides spec.source.")
+    cassandra_contact_points: str | None = Field(default=None, description="Comma list; overrides spec.sink.")
+    http_host: str = Field(default="0.0.0.0", description="Where /metrics, /healthz and /readyz listen.")
+    http_port: int = Field(default=8080, ge=0, le=65535, description="0 disables the HTTP endpoints.")
+    pod_name: str | None = Field(default=None, description="group.instance.id with static membership.")
+    shutdown_budget_seconds: float | None = Field(
+        default=None, gt=0, description="Default: terminationGracePeriodSeconds minus shutdownMarginSeconds."
+    )
+    write_timeout_seconds: float = Field(default=10.0, gt=0, description="Cassandra request timeout.")
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+
+    def apply_overrides(self, spec: PipelineSpec) -> PipelineSpec:
+        """The spec with the environment's endpoints in place of the manifest's."""
+        source, sink = spec.source, spec.sink
+        if self.kafka_bootstrap_servers:
+            source = source.model_copy(update={"bootstrap_servers": self.kafka_bootstrap_servers})
+        if self.cassandra_contact_points:
+            points = [p.strip() for p in self.cassandra_contact_points.split(",") if p.strip()]
+            sink = sink.model_copy(update={"contact_points": points})
+        return spec.model_copy(update={"source": source, "sink": sink})
+
+    def shutdown_budget(self, spec: PipelineSpec) -> float:
+        if self.shutdown_budget_seconds is not None:
+            return self.shutdown_budget_seconds
+        return float(max(1, spec.termination_grace_period_seconds - spec.delivery.shutdown_margin_seconds))
