@@ -1,0 +1,103 @@
+"""Reliability under failure, against real servers: what the talk did with `docker pause`, and more."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from .harness import CommitAuditor, running
+
+
+def _in_background(target, *args, **kwargs) -> threading.Thread:  # type: ignore[no-untyped-def]
+    thread = threading.Thread(target=target, args=args, kwargs=kwargs, daemon=True)
+    thread.start()
+    return thread
+
+
+def _wait(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_cassandra_paused_20s_while_messages_flow(pipeline, make_worker, cassandra) -> None:  # type: ignore[no-untyped-def]
+    pipeline.produce(500)
+    with CommitAuditor(pipeline) as audit, running(make_worker(pipeline.manifest)) as worker:
+        worker.wait_ready()
+        pipeline.wait_for_rows(500)
+        with cassandra.paused(seconds=20):
+            producing = _in_background(pipeline.produce, 500, pace_seconds=8)
+            _wait(lambda: not worker.ready(), 15, "/readyz to turn false while Cassandra is paused")
+            committed_early = pipeline.committed()
+            producing.join(30)
+            time.sleep(max(0.0, 18 - 8))
+            committed_late = pipeline.committed()
+            assert worker.proc.poll() is None, "the worker must ride out the outage, not crash"
+        rows = pipeline.wait_for_rows(1000)
+        worker.wait_ready(60)
+        _wait(lambda: pipeline.committed() == {0: 1000}, 30, "the backlog to be committed")
+        assert worker.stop()[0] == 0
+
+    assert committed_early == committed_late, "an offset was committed while Cassandra was paused"
+    assert committed_late[0] <= 500, "messages produced during the pause were committed unwritten"
+    assert rows == pipeline.expected_rows()  # nothing lost: the table gained exactly the 1,000 rows
+    assert audit.violations == []
+
+
+def test_cassandra_killed_down_30s_and_restarted(pipeline, make_worker, cassandra) -> None:  # type: ignore[no-untyped-def]
+    pipeline.produce(500)
+    with CommitAuditor(pipeline) as audit, running(make_worker(pipeline.manifest)) as worker:
+        worker.wait_ready()
+        pipeline.wait_for_rows(500)
+        cassandra.kill()
+        try:
+            down_since = time.monotonic()
+            pipeline.produce(500, pace_seconds=5)
+            _wait(lambda: not worker.ready(), 20, "/readyz to turn false while Cassandra is down")
+            time.sleep(max(0.0, 30 - (time.monotonic() - down_since)))
+            assert worker.proc.poll() is None, "the worker must not crash-loop while Cassandra is down"
+        finally:
+            cassandra.start()
+        rows = pipeline.wait_for_rows(1000, timeout=180)
+        worker.wait_ready(60)
+        assert worker.stop()[0] == 0
+    assert rows == pipeline.expected_rows()
+    assert audit.violations == []
+
+
+def test_kafka_broker_restarted_mid_stream(pipeline, make_worker, kafka) -> None:  # type: ignore[no-untyped-def]
+    pipeline.produce(1000)
+    with CommitAuditor(pipeline) as audit, running(make_worker(pipeline.manifest)) as worker:
+        worker.wait_ready()
+        _wait(lambda: pipeline.written() >= 300, 60, "the first rows")
+        kafka.restart()
+        pipeline.produce(1000)
+        rows = pipeline.wait_for_rows(2000, timeout=180)
+        _wait(lambda: pipeline.committed() == {0: 2000}, 60, "every offset to be committed")
+        assert worker.stop()[0] == 0
+    assert rows == pipeline.expected_rows()
+    assert audit.violations == []
+
+
+def test_three_workers_scaled_1_3_1_while_producing(make_pipeline, make_worker) -> None:  # type: ignore[no-untyped-def]
+    pipeline = make_pipeline(partitions=6)
+    producing = _in_background(pipeline.produce, 3000, pace_seconds=25)
+    with CommitAuditor(pipeline) as audit:
+        first = make_worker(pipeline.manifest).start()
+        first.wait_ready()
+        _wait(lambda: pipeline.written() >= 300, 60, "the first rows")
+        others = [make_worker(pipeline.manifest).start() for _ in range(2)]
+        for worker in others:
+            worker.wait_ready()
+        _wait(lambda: all(w.metric("sluice_rows_written_total") > 0 for w in [first, *others]), 60,
+              "every worker to take a share of the partitions")
+        _wait(lambda: pipeline.written() >= 1500, 90, "half of the rows")
+        for worker in others:
+            assert worker.stop()[0] == 0
+        producing.join(60)
+        rows = pipeline.wait_for_rows(3000, timeout=120)
+        _wait(lambda: sum(pipeline.committed().values()) == 3000, 60, "every offset to be committed")
+        assert first.stop()[0] == 0
+    assert rows == pipeline.expected_rows()
+    assert audit.violations == []
