@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STACK := PYTHONPATH=hack $(PY) -m sluice_stack
 PYTEST_ARGS ?=
 
-.PHONY: help venv provision stack-up stack-down stack-status test test-unit lint format
+.PHONY: help venv provision stack-up stack-down stack-status test test-unit lint format demo
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -44,3 +44,6 @@ lint: venv ## ruff and mypy
 format: venv ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+demo: stack-up ## Gophers R Us: produce store events, run the worker, show rows per department and msgs/s
+	PYTHONPATH=hack $(PY) hack/demo.py

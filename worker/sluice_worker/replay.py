@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from .dead_letters import SLUICE_HEADERS, SOURCE_TOPIC
 from .model import DataPipeline
@@ -35,11 +35,13 @@ def replay_dead_letters(
         "auto.offset.reset": "earliest",
     })
     producer = Producer({**client, "enable.idempotence": True, "acks": "all"})
-    consumer.subscribe(dead_letter_topics)
+    # Only the dead letters there now: one that fails again lands behind this end and waits for next time.
+    ends = _end_offsets(consumer, dead_letter_topics)
+    consumer.assign([TopicPartition(topic, partition) for topic, partition in ends])
     interval = 1.0 / rate if rate > 0 else 0.0
     replayed, last_seen = 0, time.monotonic()
     try:
-        while time.monotonic() - last_seen < idle_seconds:
+        while ends and time.monotonic() - last_seen < idle_seconds:
             message = consumer.poll(0.2)
             if message is None:
                 continue
@@ -47,9 +49,15 @@ def replay_dead_letters(
                 log.warning("dead-letter consumer error: %s", message.error())
                 continue
             last_seen = time.monotonic()
+            tp = (message.topic(), message.partition())
+            if tp not in ends or message.offset() >= ends[tp]:
+                ends.pop(tp, None)
+                continue
             producer.produce(_source_topic(message, spec.source.topics[0]), value=message.value(),
                              key=message.key(), headers=_original_headers(message))
             replayed += 1
+            if message.offset() + 1 >= ends[tp]:
+                ends.pop(tp)
             if replayed % 100 == 0:
                 _checkpoint(producer, consumer)
             time.sleep(interval)
@@ -60,12 +68,28 @@ def replay_dead_letters(
     return replayed
 
 
+def _end_offsets(consumer: Consumer, topics: list[str]) -> dict[tuple[str, int], int]:
+    """The current end of every non-empty partition of `topics` that has dead letters left to replay."""
+    ends = {}
+    metadata = consumer.list_topics(timeout=30)
+    for topic in topics:
+        for partition in metadata.topics[topic].partitions if topic in metadata.topics else ():
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+            committed = consumer.committed([TopicPartition(topic, partition)], timeout=30)[0].offset
+            if high > max(committed, 0):
+                ends[(topic, partition)] = high
+    return ends
+
+
 def _checkpoint(producer: Producer, consumer: Consumer) -> None:
     """Commits the dead-letter offsets once everything produced so far is acknowledged."""
     if producer.flush(30) != 0:
         raise RuntimeError("republished messages not acknowledged; not committing the dead-letter offsets")
-    if consumer.assignment():
+    try:
         consumer.commit(asynchronous=False)
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError._NO_OFFSET:  # nothing consumed since the last checkpoint
+            raise
 
 
 def _source_topic(message: Message, fallback: str) -> str:
