@@ -129,7 +129,6 @@ def kube(stack: Stack) -> ControlPlane:
     return ControlPlane(stack)
 
 
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """A failing test shows the tail of every server's log next to its traceback."""
@@ -137,5 +136,5 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()
     if report.failed and "stack" in getattr(item, "fixturenames", ()):
         stack = item.funcargs.get("stack") if hasattr(item, "funcargs") else None
-        for name, service in (stack.services.items() if stack else ()):
+        for name, service in stack.services.items() if stack else ():
             report.sections.append((f"server log: {name} ({service.log_path})", service.tail(40)))

@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         if stack is None:
             # A half-dead stack: stop whatever is left of it.
             from .process import load_services
+
             state = args.root / "state.json"
             stack = Stack(args.root, load_services(state) if state.exists() else {})
         stack.down()

@@ -20,9 +20,13 @@ NODE_ID = 1
 
 # Kafka's own defaults (bin/kafka-server-start.sh), sized down for a developer machine.
 JVM_FLAGS = [
-    "-Xms512m", "-Xmx1g",
-    "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
-    "-XX:+ExplicitGCInvokesConcurrent", "-XX:+ExitOnOutOfMemoryError",
+    "-Xms512m",
+    "-Xmx1g",
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent",
+    "-XX:+ExitOnOutOfMemoryError",
     "-Djava.awt.headless=true",
 ]
 
@@ -37,9 +41,18 @@ def provision() -> Path:
         shutil.rmtree(lib, ignore_errors=True)  # a half-finished earlier attempt
         lib.mkdir(parents=True)
         result = subprocess.run(
-            ["mvn", "-q", "-B", "-f", str(POM), f"-Dkafka.version={VERSIONS['KAFKA_VERSION']}",
-             "dependency:copy-dependencies", f"-DoutputDirectory={lib}"],
-            capture_output=True, text=True,  # quiet Maven 3.8 still prints colour codes
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(POM),
+                f"-Dkafka.version={VERSIONS['KAFKA_VERSION']}",
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={lib}",
+            ],
+            capture_output=True,
+            text=True,  # quiet Maven 3.8 still prints colour codes
         )
         if result.returncode != 0:
             raise RuntimeError(f"fetching Kafka's jars with Maven failed:\n{result.stdout}{result.stderr}")
@@ -57,8 +70,7 @@ def _java() -> str:
 
 def _java_argv(jvm_flags: list[str], main_class: str, *args: str) -> list[str]:
     classpath = str(component_dir("kafka") / "lib" / "*")  # the JVM expands the `*` itself
-    return [_java(), *jvm_flags, f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", "-cp", classpath,
-            main_class, *args]
+    return [_java(), *jvm_flags, f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", "-cp", classpath, main_class, *args]
 
 
 def _cluster_id() -> str:
@@ -115,8 +127,9 @@ def make_service(root: Path) -> Service:
     config.write_text(_server_properties(data, broker_port, controller_port))
 
     if not (data / "logs" / "meta.properties").exists():  # a second make_service keeps the data it finds
-        format_argv = _java_argv([], "kafka.tools.StorageTool", "format", "--config", str(config),
-                                 "--cluster-id", _cluster_id())
+        format_argv = _java_argv(
+            [], "kafka.tools.StorageTool", "format", "--config", str(config), "--cluster-id", _cluster_id()
+        )
         result = subprocess.run(format_argv, cwd=data, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"formatting Kafka's storage failed:\n{result.stdout}{result.stderr}")

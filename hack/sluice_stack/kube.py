@@ -31,13 +31,54 @@ def _openssl(*args: str, cwd: Path) -> None:
 def _make_pki(pki: Path) -> None:
     """A CA, a serving certificate for 127.0.0.1 signed by it, and the service-account signing key."""
     pki.mkdir(parents=True, exist_ok=True)
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=sluice-local-ca",
-             "-keyout", "ca.key", "-out", "ca.crt", cwd=pki)
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=kube-apiserver",
-             "-keyout", "apiserver.key", "-out", "apiserver.csr", cwd=pki)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=sluice-local-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        cwd=pki,
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=kube-apiserver",
+        "-keyout",
+        "apiserver.key",
+        "-out",
+        "apiserver.csr",
+        cwd=pki,
+    )
     (pki / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n")
-    _openssl("x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-             "-days", "30", "-extfile", "san.ext", "-out", "apiserver.crt", cwd=pki)
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "apiserver.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "apiserver.crt",
+        cwd=pki,
+    )
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
 
@@ -69,87 +110,125 @@ def make_services(root: Path) -> dict[str, Service]:
     cm_port, sched_port, kwok_port = free_port(), free_port(), free_port()
     server = f"https://127.0.0.1:{api_port}"
 
-    tokens = {user: secrets.token_hex(16) for user in
-              ("admin", "system:kube-controller-manager", "system:kube-scheduler")}
+    tokens = {
+        user: secrets.token_hex(16) for user in ("admin", "system:kube-controller-manager", "system:kube-scheduler")
+    }
     (data / "tokens.csv").write_text(
         f'{tokens["admin"]},admin,admin,"system:masters"\n'
-        f'{tokens["system:kube-controller-manager"]},system:kube-controller-manager,kcm\n'
-        f'{tokens["system:kube-scheduler"]},system:kube-scheduler,sched\n'
+        f"{tokens['system:kube-controller-manager']},system:kube-controller-manager,kcm\n"
+        f"{tokens['system:kube-scheduler']},system:kube-scheduler,sched\n"
     )
     admin_kubeconfig = data / "admin.kubeconfig"
     write_kubeconfig(admin_kubeconfig, server, pki / "ca.crt", "admin", tokens["admin"])
-    write_kubeconfig(data / "controller-manager.kubeconfig", server, pki / "ca.crt",
-                     "system:kube-controller-manager", tokens["system:kube-controller-manager"])
-    write_kubeconfig(data / "scheduler.kubeconfig", server, pki / "ca.crt",
-                     "system:kube-scheduler", tokens["system:kube-scheduler"])
+    write_kubeconfig(
+        data / "controller-manager.kubeconfig",
+        server,
+        pki / "ca.crt",
+        "system:kube-controller-manager",
+        tokens["system:kube-controller-manager"],
+    )
+    write_kubeconfig(
+        data / "scheduler.kubeconfig", server, pki / "ca.crt", "system:kube-scheduler", tokens["system:kube-scheduler"]
+    )
 
     etcd_url = f"http://127.0.0.1:{etcd_port}"
     etcd = Service(
         name="etcd",
-        argv=[str(component_dir("etcd") / "bin" / "etcd"), "--name=local",
-              f"--data-dir={data / 'etcd'}",
-              f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-              f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
-              f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
-              f"--initial-cluster=local=http://127.0.0.1:{etcd_peer}",
-              "--unsafe-no-fsync", "--log-level=warn"],
-        log_path=str(logs / "etcd.log"), cwd=str(data),
+        argv=[
+            str(component_dir("etcd") / "bin" / "etcd"),
+            "--name=local",
+            f"--data-dir={data / 'etcd'}",
+            f"--listen-client-urls={etcd_url}",
+            f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-cluster=local=http://127.0.0.1:{etcd_peer}",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ],
+        log_path=str(logs / "etcd.log"),
+        cwd=str(data),
         endpoints={"url": etcd_url},
     )
     apiserver = Service(
         name="kube-apiserver",
-        argv=[str(bin_dir() / "kube-apiserver"),
-              f"--etcd-servers={etcd_url}",
-              "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
-              f"--cert-dir={data / 'apiserver-certs'}",
-              f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
-              f"--client-ca-file={pki / 'ca.crt'}",
-              f"--token-auth-file={data / 'tokens.csv'}",
-              "--authorization-mode=RBAC",
-              f"--service-cluster-ip-range={SERVICE_CIDR}",
-              "--service-account-issuer=https://kubernetes.default.svc",
-              f"--service-account-key-file={pki / 'sa.pub'}",
-              f"--service-account-signing-key-file={pki / 'sa.key'}",
-              "--endpoint-reconciler-type=none",  # no Endpoints for a loopback advertise address
-              "--allow-privileged=true", "--v=1"],
-        log_path=str(logs / "kube-apiserver.log"), cwd=str(data),
-        endpoints={"server": server, "kubeconfig": str(admin_kubeconfig), "ca": str(pki / "ca.crt"),
-                   "token": tokens["admin"]},
+        argv=[
+            str(bin_dir() / "kube-apiserver"),
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={api_port}",
+            f"--cert-dir={data / 'apiserver-certs'}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--token-auth-file={data / 'tokens.csv'}",
+            "--authorization-mode=RBAC",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--service-account-issuer=https://kubernetes.default.svc",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--endpoint-reconciler-type=none",  # no Endpoints for a loopback advertise address
+            "--allow-privileged=true",
+            "--v=1",
+        ],
+        log_path=str(logs / "kube-apiserver.log"),
+        cwd=str(data),
+        endpoints={
+            "server": server,
+            "kubeconfig": str(admin_kubeconfig),
+            "ca": str(pki / "ca.crt"),
+            "token": tokens["admin"],
+        },
     )
     controller_manager = Service(
         name="kube-controller-manager",
-        argv=[str(bin_dir() / "kube-controller-manager"),
-              f"--kubeconfig={data / 'controller-manager.kubeconfig'}",
-              f"--authentication-kubeconfig={data / 'controller-manager.kubeconfig'}",
-              f"--authorization-kubeconfig={data / 'controller-manager.kubeconfig'}",
-              "--bind-address=127.0.0.1", f"--secure-port={cm_port}",
-              f"--service-account-private-key-file={pki / 'sa.key'}",
-              f"--root-ca-file={pki / 'ca.crt'}",
-              "--use-service-account-credentials=true",
-              "--leader-elect=false", "--v=1"],
-        log_path=str(logs / "kube-controller-manager.log"), cwd=str(data),
+        argv=[
+            str(bin_dir() / "kube-controller-manager"),
+            f"--kubeconfig={data / 'controller-manager.kubeconfig'}",
+            f"--authentication-kubeconfig={data / 'controller-manager.kubeconfig'}",
+            f"--authorization-kubeconfig={data / 'controller-manager.kubeconfig'}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={cm_port}",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            "--use-service-account-credentials=true",
+            "--leader-elect=false",
+            "--v=1",
+        ],
+        log_path=str(logs / "kube-controller-manager.log"),
+        cwd=str(data),
         endpoints={"healthz": f"https://127.0.0.1:{cm_port}/healthz"},
     )
     scheduler = Service(
         name="kube-scheduler",
-        argv=[str(bin_dir() / "kube-scheduler"),
-              f"--kubeconfig={data / 'scheduler.kubeconfig'}",
-              f"--authentication-kubeconfig={data / 'scheduler.kubeconfig'}",
-              f"--authorization-kubeconfig={data / 'scheduler.kubeconfig'}",
-              "--bind-address=127.0.0.1", f"--secure-port={sched_port}",
-              "--leader-elect=false", "--v=1"],
-        log_path=str(logs / "kube-scheduler.log"), cwd=str(data),
+        argv=[
+            str(bin_dir() / "kube-scheduler"),
+            f"--kubeconfig={data / 'scheduler.kubeconfig'}",
+            f"--authentication-kubeconfig={data / 'scheduler.kubeconfig'}",
+            f"--authorization-kubeconfig={data / 'scheduler.kubeconfig'}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={sched_port}",
+            "--leader-elect=false",
+            "--v=1",
+        ],
+        log_path=str(logs / "kube-scheduler.log"),
+        cwd=str(data),
         endpoints={"healthz": f"https://127.0.0.1:{sched_port}/healthz"},
     )
     kwok = Service(
         name="kwok",
-        argv=[str(component_dir("kwok") / "bin" / "kwok"),
-              f"--kubeconfig={admin_kubeconfig}",
-              "--manage-all-nodes=false",
-              "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-              "--cidr=10.244.0.0/16", "--node-ip=127.0.0.1",
-              f"--server-address=127.0.0.1:{kwok_port}"],
-        log_path=str(logs / "kwok.log"), cwd=str(data),
+        argv=[
+            str(component_dir("kwok") / "bin" / "kwok"),
+            f"--kubeconfig={admin_kubeconfig}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--cidr=10.244.0.0/16",
+            "--node-ip=127.0.0.1",
+            f"--server-address=127.0.0.1:{kwok_port}",
+        ],
+        log_path=str(logs / "kwok.log"),
+        cwd=str(data),
         endpoints={"healthz": f"http://127.0.0.1:{kwok_port}/healthz"},
     )
     return {s.name: s for s in (etcd, apiserver, controller_manager, scheduler, kwok)}
@@ -186,5 +265,9 @@ status:
 
 def create_fake_node(kubeconfig: str) -> None:
     """A kwok-managed Node, so scheduled pods become Running and Ready without a kubelet."""
-    subprocess.run([str(bin_dir() / "kubectl"), f"--kubeconfig={kubeconfig}", "apply", "-f", "-"],
-                   input=FAKE_NODE_MANIFEST.encode(), check=True, capture_output=True)
+    subprocess.run(
+        [str(bin_dir() / "kubectl"), f"--kubeconfig={kubeconfig}", "apply", "-f", "-"],
+        input=FAKE_NODE_MANIFEST.encode(),
+        check=True,
+        capture_output=True,
+    )

@@ -21,8 +21,9 @@ def session(cassandra):  # type: ignore[no-untyped-def]
 
 def test_keyspace_table_write_and_read(session: Session) -> None:
     keyspace = f"smoke_{uuid.uuid4().hex[:8]}"
-    session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = "
-                    "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+    session.execute(
+        f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
+    )
     session.execute(f"CREATE TABLE {keyspace}.items (id text PRIMARY KEY, price double)")
     session.execute(f"INSERT INTO {keyspace}.items (id, price) VALUES (%s, %s)", ("blue-gopher", 9.5))
     row = session.execute(f"SELECT id, price FROM {keyspace}.items WHERE id = %s", ("blue-gopher",)).one()

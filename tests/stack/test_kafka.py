@@ -19,8 +19,9 @@ def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
 
 
 def consume(bootstrap: str, topic: str, count: int) -> list[bytes]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"smoke-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"smoke-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
+    )
     consumer.subscribe([topic])
     received: list[bytes] = []
     try:

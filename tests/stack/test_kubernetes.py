@@ -28,8 +28,9 @@ def namespace(api):  # type: ignore[no-untyped-def]
 
 
 def test_kubectl_and_apiserver_report_the_pinned_version(kube) -> None:  # type: ignore[no-untyped-def]
-    out = subprocess.run(["kubectl", "version", "-o", "json"], env=kube.env, check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["kubectl", "version", "-o", "json"], env=kube.env, check=True, capture_output=True, text=True
+    ).stdout
     versions = json.loads(out)
     expected = f"v{VERSIONS['KUBERNETES_VERSION']}"
     assert versions["serverVersion"]["gitVersion"] == expected
@@ -38,8 +39,9 @@ def test_kubectl_and_apiserver_report_the_pinned_version(kube) -> None:  # type:
 
 def test_rbac_is_enforced(kube) -> None:  # type: ignore[no-untyped-def]
     def can_i(*args: str) -> str:
-        return subprocess.run(["kubectl", "auth", "can-i", *args], env=kube.env,
-                              capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            ["kubectl", "auth", "can-i", *args], env=kube.env, capture_output=True, text=True
+        ).stdout.strip()
 
     assert can_i("create", "deployments") == "yes"  # the admin
     assert can_i("create", "deployments", "--as=system:serviceaccount:default:default") == "no"
@@ -55,19 +57,31 @@ def test_crd_and_custom_object_round_trip(api, namespace) -> None:  # type: igno
             "group": group,
             "scope": "Namespaced",
             "names": {"plural": plural, "singular": plural[:-1], "kind": "Widget" + plural[-6:].upper()},
-            "versions": [{
-                "name": "v1", "served": True, "storage": True,
-                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                    "spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}},
-            }],
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {"spec": {"type": "object", "properties": {"size": {"type": "integer"}}}},
+                        }
+                    },
+                }
+            ],
         },
     }
     ext = client.ApiextensionsV1Api(api)
     ext.create_custom_resource_definition(crd)
     try:
         objects = client.CustomObjectsApi(api)
-        body = {"apiVersion": f"{group}/v1", "kind": crd["spec"]["names"]["kind"],
-                "metadata": {"name": "w1"}, "spec": {"size": 3}}
+        body = {
+            "apiVersion": f"{group}/v1",
+            "kind": crd["spec"]["names"]["kind"],
+            "metadata": {"name": "w1"},
+            "spec": {"size": 3},
+        }
         deadline = time.monotonic() + 30
         while True:  # the CRD takes a moment to be served
             try:
@@ -87,13 +101,16 @@ def test_crd_and_custom_object_round_trip(api, namespace) -> None:  # type: igno
 def test_controller_manager_creates_replicasets_and_kwok_runs_pods(api, namespace) -> None:  # type: ignore[no-untyped-def]
     labels = {"app": "smoke"}
     deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": {"name": "smoke"},
         "spec": {
             "replicas": 2,
             "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels},
-                         "spec": {"containers": [{"name": "c", "image": "example.invalid/none:1"}]}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "c", "image": "example.invalid/none:1"}]},
+            },
         },
     }
     apps = client.AppsV1Api(api)

@@ -140,8 +140,14 @@ class PipelineUnderTest:
         return {tp.partition: tp.offset for tp in tps if tp.offset >= 0}
 
     def dead_letters(self, expected: int, timeout: float = 30) -> list[Message]:
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"dlq-reader-{uuid.uuid4().hex}",
-                             "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"dlq-reader-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
         consumer.subscribe([self.dlq_topic])
         letters: list[Message] = []
         deadline = time.monotonic() + timeout
@@ -210,14 +216,20 @@ class WorkerProcess:
     def __init__(self, manifest: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.manifest, self.log_path = manifest, log_path
         self.port = free_port()
-        self.env = {**os.environ, "SLUICE_HTTP_HOST": "127.0.0.1", "SLUICE_HTTP_PORT": str(self.port),
-                    "SLUICE_WRITE_TIMEOUT_SECONDS": "3", **(env or {})}
+        self.env = {
+            **os.environ,
+            "SLUICE_HTTP_HOST": "127.0.0.1",
+            "SLUICE_HTTP_PORT": str(self.port),
+            "SLUICE_WRITE_TIMEOUT_SECONDS": "3",
+            **(env or {}),
+        }
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([str(WORKER), "--pipeline", str(self.manifest)], env=self.env,
-                                         stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [str(WORKER), "--pipeline", str(self.manifest)], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
         return self
 
     def _get(self, path: str) -> tuple[int, str]:
@@ -243,8 +255,11 @@ class WorkerProcess:
     def metric(self, name: str) -> float:
         """Sum of a metric's samples (all labels) from /metrics."""
         _, text = self._get("/metrics")
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith(name) and not line.startswith("#"))
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name) and not line.startswith("#")
+        )
 
     def signal(self, sig: signal.Signals) -> None:
         assert self.proc is not None
@@ -309,8 +324,10 @@ class CommitAuditor:
                 if event.poison or event.partition not in committed:
                     continue
                 if event.offset < committed[event.partition] and event.id not in present:
-                    self.violations.append(f"offset {event.offset} of partition {event.partition} committed "
-                                           f"(at {committed[event.partition]}) before {event.id} was written")
+                    self.violations.append(
+                        f"offset {event.offset} of partition {event.partition} committed "
+                        f"(at {committed[event.partition]}) before {event.id} was written"
+                    )
 
 
 @contextlib.contextmanager

@@ -30,11 +30,17 @@ def broken(tmp_path: Path, change) -> Path:  # type: ignore[no-untyped-def]
         (lambda s: s["source"].update(topics=[]), "spec.source.topics", "at least 1"),
         (lambda s: s["sink"].update(consistency="SOMETIMES"), "spec.sink.consistency", "LOCAL_QUORUM"),
         (lambda s: s["sink"].update(tabel="x"), "spec.sink.tabel", "not permitted"),
-        (lambda s: s["source"].update(consumerConfig={"enable.auto.commit": True}),
-         "spec.source.consumerConfig", "enable.auto.commit"),
+        (
+            lambda s: s["source"].update(consumerConfig={"enable.auto.commit": True}),
+            "spec.source.consumerConfig",
+            "enable.auto.commit",
+        ),
         (lambda s: s["delivery"].update(maxInFlight=0), "spec.delivery.maxInFlight", "greater than or equal to 1"),
-        (lambda s: s["transform"]["fields"]["price"].update(type="money"), "spec.transform.fields.price.type",
-         "double"),
+        (
+            lambda s: s["transform"]["fields"]["price"].update(type="money"),
+            "spec.transform.fields.price.type",
+            "double",
+        ),
     ],
     ids=["no-topics", "unknown-consistency", "typo-key", "worker-owned-key", "zero-in-flight", "unknown-type"],
 )
@@ -76,9 +82,13 @@ def test_replay_dlq_republishes_dead_letters_once_they_are_fixable(pipeline, mak
     relaxed = pipeline.write_manifest(pipeline.workdir / "relaxed.yaml", transform={"required": ["id"]})
     with running(make_worker(relaxed)) as worker:
         worker.wait_ready()
-        replay = subprocess.run([str(WORKER), "replay-dlq", "--pipeline", str(relaxed), "--rate", "200",
-                                 "--idle-seconds", "3"], capture_output=True, text=True, timeout=40,
-                                env=worker.env)
+        replay = subprocess.run(
+            [str(WORKER), "replay-dlq", "--pipeline", str(relaxed), "--rate", "200", "--idle-seconds", "3"],
+            capture_output=True,
+            text=True,
+            timeout=40,
+            env=worker.env,
+        )
         assert replay.returncode == 0, replay.stderr
         assert "replayed 20 dead letters" in replay.stdout
         rows = pipeline.wait_for_rows(20)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 
 from .harness import CommitAuditor, running
@@ -55,13 +56,16 @@ def test_replay_from_earliest_rewrites_identical_cells(pipeline, make_worker) ->
     with running(make_worker(pipeline.manifest)) as worker:
         pipeline.wait_for_rows(300)
         assert worker.stop()[0] == 0
-    query = (f"SELECT id, item_name, price, department, event_time, writetime(department) AS wt "
-             f"FROM {pipeline.keyspace}.{pipeline.table}")
+    query = (
+        f"SELECT id, item_name, price, department, event_time, writetime(department) AS wt "
+        f"FROM {pipeline.keyspace}.{pipeline.table}"
+    )
     before = sorted(pipeline.session.execute(query))
 
     # A second group reads the topic again from the start into the same table.
-    replay = pipeline.write_manifest(pipeline.workdir / "replay.yaml",
-                                     source={"groupId": f"{pipeline.group_id}.replay", "startFrom": "earliest"})
+    replay = pipeline.write_manifest(
+        pipeline.workdir / "replay.yaml", source={"groupId": f"{pipeline.group_id}.replay", "startFrom": "earliest"}
+    )
     with running(make_worker(replay)) as worker:
         worker.wait_ready()
         deadline = time.monotonic() + 60
@@ -96,7 +100,8 @@ def test_sigterm_mid_stream_exits_inside_the_budget_and_nothing_is_redelivered(p
 
 
 def test_worker_sigkilled_mid_stream_loses_nothing(pipeline, make_worker) -> None:  # type: ignore[no-untyped-def]
-    pipeline.produce(3000)
+    producing = threading.Thread(target=pipeline.produce, args=(3000,), kwargs={"pace_seconds": 15})
+    producing.start()  # paced, so that each kill lands mid-stream
     with CommitAuditor(pipeline) as audit:
         for kill_at in (300, 1200, 2100):
             with running(make_worker(pipeline.manifest)) as worker:
@@ -104,6 +109,7 @@ def test_worker_sigkilled_mid_stream_loses_nothing(pipeline, make_worker) -> Non
                     assert worker.proc.poll() is None, worker.log()
                     time.sleep(0.02)
                 worker.signal(signal.SIGKILL)
+        producing.join(60)
         with running(make_worker(pipeline.manifest)) as worker:
             rows = pipeline.wait_for_rows(3000)
             assert worker.stop()[0] == 0

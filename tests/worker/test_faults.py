@@ -90,8 +90,11 @@ def test_three_workers_scaled_1_3_1_while_producing(make_pipeline, make_worker) 
         others = [make_worker(pipeline.manifest).start() for _ in range(2)]
         for worker in others:
             worker.wait_ready()
-        _wait(lambda: all(w.metric("sluice_rows_written_total") > 0 for w in [first, *others]), 60,
-              "every worker to take a share of the partitions")
+        _wait(
+            lambda: all(w.metric("sluice_rows_written_total") > 0 for w in [first, *others]),
+            60,
+            "every worker to take a share of the partitions",
+        )
         _wait(lambda: pipeline.written() >= 1500, 90, "half of the rows")
         for worker in others:
             assert worker.stop()[0] == 0

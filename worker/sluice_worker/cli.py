@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from .metrics import Health, WorkerMetrics, serve_http
-from .model import DataPipeline, PipelineError, load_pipeline
-from .settings import WorkerSettings
+if TYPE_CHECKING:  # the real imports happen in main(), after the signal handlers are in place
+    from .model import DataPipeline
+    from .settings import WorkerSettings
 
 EXIT_INVALID = 2
 
@@ -28,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     _add_pipeline_args(parser)
     args = parser.parse_args(argv)
+    # Signals first: Kubernetes may stop a pod that is still starting, and that must still exit cleanly.
+    stop = _StopSignals()
+    from .metrics import Health, WorkerMetrics, serve_http
+    from .settings import WorkerSettings
+
     settings = WorkerSettings()
     _configure_logging(settings)
     pipeline = _load(args.pipeline, args.name, args.namespace)
@@ -38,19 +46,37 @@ def main(argv: list[str] | None = None) -> int:
 
     metrics, health = WorkerMetrics(), Health()
     worker = PipelineWorker(pipeline, settings, metrics, health)
+    stop.forward_to(worker.request_stop)
     server = serve_http(settings.http_port, metrics, health, settings.http_host) if settings.http_port else None
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        logging.getLogger("sluice.worker").info("received %s", signal.Signals(signum).name)
-        worker.request_stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     try:
         return worker.run()
     finally:
         if server is not None:
             server.shutdown()
+
+
+class _StopSignals:
+    """SIGTERM and SIGINT ask the worker to stop; one that comes before the worker exists is kept for it."""
+
+    def __init__(self) -> None:
+        self._requested = False
+        self._forward: Callable[[], None] | None = None
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        logging.getLogger("sluice.worker").info("received %s", signal.Signals(signum).name)
+        if self._forward is not None:
+            self._forward()
+        elif self._requested:
+            os._exit(128 + signum)
+        else:
+            self._requested = True
+
+    def forward_to(self, request_stop: Callable[[], None]) -> None:
+        self._forward = request_stop
+        if self._requested:
+            request_stop()
 
 
 def _replay(argv: list[str]) -> int:
@@ -61,9 +87,12 @@ def _replay(argv: list[str]) -> int:
     )
     _add_pipeline_args(parser)
     parser.add_argument("--rate", type=float, default=100.0, help="most messages per second (default 100)")
-    parser.add_argument("--idle-seconds", type=float, default=5.0,
-                        help="stop after this long without a dead letter (default 5)")
+    parser.add_argument(
+        "--idle-seconds", type=float, default=5.0, help="stop after this long without a dead letter (default 5)"
+    )
     args = parser.parse_args(argv)
+    from .settings import WorkerSettings
+
     settings = WorkerSettings()
     _configure_logging(settings)
     pipeline = _load(args.pipeline, args.name, args.namespace)
@@ -77,13 +106,16 @@ def _replay(argv: list[str]) -> int:
 
 
 def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pipeline", type=Path, required=True,
-                        help="a DataPipeline manifest (as for kubectl apply) or just its spec")
+    parser.add_argument(
+        "--pipeline", type=Path, required=True, help="a DataPipeline manifest (as for kubectl apply) or just its spec"
+    )
     parser.add_argument("--name", help="the pipeline's name, when FILE holds only a spec")
     parser.add_argument("--namespace", default="default", help="with --name (default: default)")
 
 
 def _load(path: Path, name: str | None, namespace: str) -> DataPipeline | None:
+    from .model import PipelineError, load_pipeline
+
     try:
         return load_pipeline(path, name=name, namespace=namespace)
     except PipelineError as exc:
@@ -93,10 +125,14 @@ def _load(path: Path, name: str | None, namespace: str) -> DataPipeline | None:
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({
-            "time": self.formatTime(record), "level": record.levelname, "logger": record.name,
-            "message": record.getMessage(),
-        })
+        return json.dumps(
+            {
+                "time": self.formatTime(record),
+                "level": record.levelname,
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+        )
 
 
 def _configure_logging(settings: WorkerSettings) -> None:
@@ -106,4 +142,5 @@ def _configure_logging(settings: WorkerSettings) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
-    logging.getLogger("cassandra").setLevel(logging.WARNING)
+    logging.getLogger("cassandra").setLevel(logging.ERROR)
+    logging.getLogger("cassandra.cluster").setLevel(logging.CRITICAL)  # the sink logs each failure itself

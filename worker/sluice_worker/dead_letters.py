@@ -21,9 +21,17 @@ SOURCE_TIMESTAMP = "sluice.source.timestamp"
 SLUICE_HEADERS = frozenset({ERROR, REASON, SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET, SOURCE_TIMESTAMP})
 
 DeliveredCallback = Callable[[KafkaError | None], None]
+Headers = list[tuple[str, str | bytes | None]]
 
 
-def dead_letter_headers(record: Record, rejection: Rejection) -> list[tuple[str, bytes | None]]:
+def message_headers(message: Message) -> tuple[tuple[str, bytes | None], ...]:
+    """A consumed message's headers as (name, raw value) pairs, in order."""
+    headers = message.headers() or []
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    return tuple((name, value.encode() if isinstance(value, str) else value) for name, value in pairs)
+
+
+def dead_letter_headers(record: Record, rejection: Rejection) -> Headers:
     """The message's own headers, then why it was rejected and where it was read."""
     return [
         *record.headers,
@@ -40,13 +48,15 @@ class DeadLetterPublisher:
     """An idempotent producer; a dead letter counts as handled only once the broker acknowledged it."""
 
     def __init__(self, producer_config: dict[str, object]) -> None:
-        self._producer = Producer({
-            **producer_config,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 5,
-            "delivery.timeout.ms": 120_000,
-        })
+        self._producer = Producer(
+            {
+                **producer_config,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "delivery.timeout.ms": 120_000,
+            }
+        )
 
     def send(self, topic: str, record: Record, rejection: Rejection, on_delivered: DeliveredCallback) -> None:
         """Queues the dead letter; `on_delivered(error)` runs from `poll()` once the broker answered."""

@@ -24,21 +24,15 @@ class WorkerMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.consumed = Counter("sluice_messages_consumed", "Messages read from Kafka", ["topic"], registry=r)
-        self.written = Counter(
-            "sluice_rows_written", "Rows durably written to Cassandra", ["table"], registry=r
-        )
+        self.written = Counter("sluice_rows_written", "Rows durably written to Cassandra", ["table"], registry=r)
         self.dead_lettered = Counter(
             "sluice_messages_dead_lettered",
             "Messages sent to the dead-letter topic",
             ["topic", "error"],
             registry=r,
         )
-        self.write_errors = Counter(
-            "sluice_write_errors", "Failed Cassandra write attempts", ["error"], registry=r
-        )
-        self.write_retries = Counter(
-            "sluice_write_retries", "Cassandra writes retried after a failure", registry=r
-        )
+        self.write_errors = Counter("sluice_write_errors", "Failed Cassandra write attempts", ["error"], registry=r)
+        self.write_retries = Counter("sluice_write_retries", "Cassandra writes retried after a failure", registry=r)
         self.write_latency = Histogram(
             "sluice_write_latency_seconds",
             "Latency of one Cassandra write request",
@@ -52,9 +46,7 @@ class WorkerMetrics:
             "sluice_consumer_lag", "High watermark minus committed offset", ["topic", "partition"], registry=r
         )
         self.sink_up = Gauge("sluice_sink_up", "1 when the last Cassandra write succeeded", registry=r)
-        self.in_flight = Gauge(
-            "sluice_writes_in_flight", "Cassandra write requests awaiting an answer", registry=r
-        )
+        self.in_flight = Gauge("sluice_writes_in_flight", "Cassandra write requests awaiting an answer", registry=r)
 
 
 class Health:
@@ -76,9 +68,7 @@ class Health:
         return self.alive() and self.sink_up and self.in_group
 
 
-def serve_http(
-    port: int, metrics: WorkerMetrics, health: Health, host: str = "0.0.0.0"
-) -> ThreadingHTTPServer:
+def serve_http(port: int, metrics: WorkerMetrics, health: Health, host: str = "0.0.0.0") -> ThreadingHTTPServer:
     """Starts the endpoints on a daemon thread; `.shutdown()` on the result stops them."""
     routes: dict[str, Callable[[], tuple[int, bytes, str]]] = {
         "/metrics": lambda: (200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST),

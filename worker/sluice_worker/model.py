@@ -144,9 +144,7 @@ class FieldMapping(SpecModel):
     source: FieldSource = Field(
         default="value", description="`value` (JSON), `key`, `header`, or the record's topic, partition, ..."
     )
-    path: JsonPath | None = Field(
-        default=None, description="For `value`: e.g. `$.item.name`, `items[0].sku`."
-    )
+    path: JsonPath | None = Field(default=None, description="For `value`: e.g. `$.item.name`, `items[0].sku`.")
     header: str | None = Field(default=None, min_length=1, description="For `header`: the header name.")
     type: CqlType | None = Field(default=None, description="CQL type the value is coerced to.")
 
@@ -238,9 +236,7 @@ class Replication(SpecModel):
     @model_validator(mode="after")
     def _datacenters_match_strategy(self) -> Replication:
         if (self.strategy == "NetworkTopologyStrategy") != bool(self.datacenters):
-            raise ValueError(
-                "datacenters are required with NetworkTopologyStrategy, and only allowed with it"
-            )
+            raise ValueError("datacenters are required with NetworkTopologyStrategy, and only allowed with it")
         return self
 
     def as_cql_map(self) -> dict[str, str | int]:
@@ -284,9 +280,7 @@ class SinkSpec(SpecModel):
     keyspace: CqlIdentifier = Field(description="Keyspace of the table.")
     table: CqlIdentifier = Field(description="Table the rows are inserted into.")
     consistency: Consistency = Field(default="LOCAL_QUORUM", description="Consistency level of writes.")
-    ttl_seconds: int | None = Field(
-        default=None, ge=1, le=630_720_000, description="Unset: rows never expire."
-    )
+    ttl_seconds: int | None = Field(default=None, ge=1, le=630_720_000, description="Unset: rows never expire.")
     use_record_timestamp: bool = Field(
         default=True,
         description="Write `USING TIMESTAMP` of the Kafka record time, so replays and retries never "
@@ -320,9 +314,7 @@ class RetryBackoff(SpecModel):
 class DeliverySpec(SpecModel):
     """Batching, retries, dead letters and offset commits."""
 
-    max_batch_size: int = Field(
-        default=500, ge=1, description="Most messages polled and transformed at once."
-    )
+    max_batch_size: int = Field(default=500, ge=1, description="Most messages polled and transformed at once.")
     max_in_flight: int = Field(default=64, ge=1, description="Most concurrent Cassandra writes per worker.")
     retry_backoff: RetryBackoff = Field(default=RetryBackoff(), description="Between write retries.")
     dead_letter_topic: str = Field(
@@ -330,9 +322,7 @@ class DeliverySpec(SpecModel):
         pattern=r"^([A-Za-z0-9._-]|\{topic\})+$",
         description="Where rejected messages go; `{topic}` is replaced by the source topic.",
     )
-    commit_interval_ms: int = Field(
-        default=1000, ge=1, description="How often durable offsets are committed."
-    )
+    commit_interval_ms: int = Field(default=1000, ge=1, description="How often durable offsets are committed.")
     shutdown_margin_seconds: int = Field(
         default=5, ge=0, description="Seconds kept before the grace period ends, to commit and close."
     )
@@ -438,17 +428,13 @@ def parse_pipeline(document: object, *, name: str | None = None, namespace: str 
     """
     if not isinstance(document, Mapping):
         hint = " (pass a pathlib.Path to load a file)" if isinstance(document, str) else ""
-        raise PipelineError(
-            f"expected a DataPipeline manifest or spec mapping, got {type(document).__name__}{hint}"
-        )
+        raise PipelineError(f"expected a DataPipeline manifest or spec mapping, got {type(document).__name__}{hint}")
     if document.keys() & {"apiVersion", "kind", "metadata", "spec"}:
         return _validate(DataPipeline, document)
     if name is None:
         raise PipelineError("metadata.name: a bare spec has no metadata; pass its name to load the pipeline")
     metadata = {"name": name, "namespace": namespace}
-    return _validate(
-        DataPipeline, {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": document}
-    )
+    return _validate(DataPipeline, {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": document})
 
 
 def parse_spec(spec: object) -> PipelineSpec:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -13,10 +14,10 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from cassandra import InvalidRequest
+from cassandra import InvalidRequest  # type: ignore[attr-defined]
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from .dead_letters import DeadLetterPublisher
+from .dead_letters import DeadLetterPublisher, message_headers
 from .metrics import Health, WorkerMetrics
 from .model import DataPipeline
 from .offsets import OffsetTracker
@@ -105,7 +106,9 @@ class PipelineWorker:
         self._consumer = Consumer(self._consumer_config())
         self._dlq = DeadLetterPublisher(self._client_config())
         self._consumer.subscribe(
-            list(self.spec.source.topics), on_assign=self._on_assign, on_revoke=self._on_revoke,
+            list(self.spec.source.topics),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
         log.info("consuming topics=%s group=%s", ",".join(self.spec.source.topics), self.group_id)
@@ -190,10 +193,8 @@ class PipelineWorker:
             self._completions.put((write, exc))
 
     def _wait_for_completion(self, timeout: float) -> None:
-        try:
+        with contextlib.suppress(queue.Empty):
             self._completions.put(self._completions.get(timeout=timeout))  # peek; handled by _pump
-        except queue.Empty:
-            pass
 
     def _process_completions(self) -> None:
         while True:
@@ -220,13 +221,19 @@ class PipelineWorker:
             if len(write.rows) > 1:  # find the bad row(s): retry the batch's rows one by one
                 self._waiting.extendleft(_Write([row]) for row in write.rows)
             else:
-                self._dead_letter(write.rows[0].record, Rejection(f"Cassandra refused the row: {error}",
-                                                                  "write_rejected"))
+                self._dead_letter(
+                    write.rows[0].record, Rejection(f"Cassandra refused the row: {error}", "write_rejected")
+                )
             return
         if not self._sink_down:
             first = write.rows[0].record
-            log.warning("Cassandra write failed: pausing consumption partition=%s[%d] offset=%d error=%s",
-                        first.topic, first.partition, first.offset, error)
+            log.warning(
+                "Cassandra write failed: pausing consumption partition=%s[%d] offset=%d error=%s",
+                first.topic,
+                first.partition,
+                first.offset,
+                error,
+            )
             self._set_sink_up(False)
         delay = self._backoff(write.attempt)
         write.attempt += 1
@@ -240,7 +247,7 @@ class PipelineWorker:
         """Capped exponential backoff with jitter, in seconds."""
         backoff = self.spec.delivery.retry_backoff
         ceiling = min(backoff.max_ms, backoff.initial_ms * 2 ** min(attempt, 30)) / 1000
-        return ceiling * random.uniform(0.5, 1.0)
+        return float(ceiling * random.uniform(0.5, 1.0))
 
     def _set_sink_up(self, up: bool) -> None:
         self._sink_down = not up
@@ -259,13 +266,25 @@ class PipelineWorker:
                 self.metrics.dead_lettered.labels(record.topic, rejection.error).inc()
                 self._offsets.done(tp, record.offset)
                 return
-            log.warning("dead letter not delivered, retrying topic=%s partition=%s[%d] offset=%d error=%s",
-                        topic, record.topic, record.partition, record.offset, error)
+            log.warning(
+                "dead letter not delivered, retrying topic=%s partition=%s[%d] offset=%d error=%s",
+                topic,
+                record.topic,
+                record.partition,
+                record.offset,
+                error,
+            )
             self._schedule(self._backoff(attempt), tp, lambda: self._dead_letter(record, rejection, attempt + 1))
 
         if attempt == 0:
-            log.info("dead-lettering partition=%s[%d] offset=%d error=%s reason=%s",
-                     record.topic, record.partition, record.offset, rejection.error, rejection.reason)
+            log.info(
+                "dead-lettering partition=%s[%d] offset=%d error=%s reason=%s",
+                record.topic,
+                record.partition,
+                record.offset,
+                rejection.error,
+                rejection.reason,
+            )
         self._dlq.send(topic, record, rejection, delivered)
 
     # -- offsets and the group -----------------------------------------------------------------------
@@ -394,13 +413,13 @@ class PipelineWorker:
 def _to_record(message: Message) -> Record:
     _, timestamp = message.timestamp()
     return Record(
-        topic=message.topic(),
-        partition=message.partition(),
-        offset=message.offset(),
+        topic=message.topic() or "",
+        partition=message.partition() or 0,
+        offset=message.offset() or 0,
         timestamp_ms=timestamp,
         key=message.key(),
         value=message.value(),
-        headers=tuple(message.headers() or ()),
+        headers=message_headers(message),
     )
 
 

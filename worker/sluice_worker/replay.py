@@ -7,7 +7,7 @@ import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from .dead_letters import SLUICE_HEADERS, SOURCE_TOPIC
+from .dead_letters import SLUICE_HEADERS, SOURCE_TOPIC, Headers, message_headers
 from .model import DataPipeline
 from .pipeline import PipelineWorker
 from .settings import WorkerSettings
@@ -28,12 +28,14 @@ def replay_dead_letters(
     spec = worker.spec
     dead_letter_topics = sorted({spec.delivery.dead_letter_topic_for(t) for t in spec.source.topics})
     client = worker._client_config()
-    consumer = Consumer({
-        **client,
-        "group.id": f"{worker.group_id}.replay-dlq",
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-    })
+    consumer = Consumer(
+        {
+            **client,
+            "group.id": f"{worker.group_id}.replay-dlq",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
     producer = Producer({**client, "enable.idempotence": True, "acks": "all"})
     # Only the dead letters there now: one that fails again lands behind this end and waits for next time.
     ends = _end_offsets(consumer, dead_letter_topics)
@@ -49,14 +51,18 @@ def replay_dead_letters(
                 log.warning("dead-letter consumer error: %s", message.error())
                 continue
             last_seen = time.monotonic()
-            tp = (message.topic(), message.partition())
-            if tp not in ends or message.offset() >= ends[tp]:
+            tp, offset = (message.topic() or "", message.partition() or 0), message.offset() or 0
+            if tp not in ends or offset >= ends[tp]:
                 ends.pop(tp, None)
                 continue
-            producer.produce(_source_topic(message, spec.source.topics[0]), value=message.value(),
-                             key=message.key(), headers=_original_headers(message))
+            producer.produce(
+                _source_topic(message, spec.source.topics[0]),
+                value=message.value(),
+                key=message.key(),
+                headers=_original_headers(message),
+            )
             replayed += 1
-            if message.offset() + 1 >= ends[tp]:
+            if offset + 1 >= ends[tp]:
                 ends.pop(tp)
             if replayed % 100 == 0:
                 _checkpoint(producer, consumer)
@@ -93,11 +99,9 @@ def _checkpoint(producer: Producer, consumer: Consumer) -> None:
 
 
 def _source_topic(message: Message, fallback: str) -> str:
-    for name, value in message.headers() or ():
-        if name == SOURCE_TOPIC and value:
-            return value.decode()
-    return fallback
+    topics = [value.decode() for name, value in message_headers(message) if name == SOURCE_TOPIC and value]
+    return topics[-1] if topics else fallback
 
 
-def _original_headers(message: Message) -> list[tuple[str, bytes | None]]:
-    return [(k, v) for k, v in message.headers() or () if k not in SLUICE_HEADERS]
+def _original_headers(message: Message) -> Headers:
+    return [(k, v) for k, v in message_headers(message) if k not in SLUICE_HEADERS]

@@ -111,9 +111,7 @@ class _CompiledTransform:
                 return Rejection(f"python hook {self._hook_name} raised {error!r}", "transform_error")
             if not isinstance(result, dict):
                 kind = type(result).__name__
-                return Rejection(
-                    f"python hook {self._hook_name} returned {kind}, not a dict", "transform_error"
-                )
+                return Rejection(f"python hook {self._hook_name} returned {kind}, not a dict", "transform_error")
             row = result
         for column, origin in self._required:
             if row.get(column) is None:
