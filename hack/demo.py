@@ -20,8 +20,18 @@ from sluice_stack import Stack
 from sluice_stack.config import REPO_DIR
 
 EXAMPLE = REPO_DIR / "examples" / "gophers-r-us.yaml"
-ITEMS = ["blue-gopher", "pink-gopher", "purple-gopher", "gophercon-us-sticker", "gosf-sticker",
-         "gophercon-uk-sticker", "gophercon-us-shirt", "gophercon-uk-shirt", "gopher-mug", "laptop-bag"]
+ITEMS = [
+    "blue-gopher",
+    "pink-gopher",
+    "purple-gopher",
+    "gophercon-us-sticker",
+    "gosf-sticker",
+    "gophercon-uk-sticker",
+    "gophercon-us-shirt",
+    "gophercon-uk-shirt",
+    "gopher-mug",
+    "laptop-bag",
+]
 TOPIC, GROUP = "store-events", "default.gophers-r-us"
 
 
@@ -53,8 +63,11 @@ def fresh_topic(bootstrap: str, partitions: int) -> None:
 def produce(bootstrap: str, count: int) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True})
     for i in range(count):
-        event = {"id": f"evt-{i:07d}", "item": {"name": random.choice(ITEMS), "price": round(random.uniform(2, 40), 2)},
-                 "store": random.choice(["sf", "nyc", "london"])}
+        event = {
+            "id": f"evt-{i:07d}",
+            "item": {"name": random.choice(ITEMS), "price": round(random.uniform(2, 40), 2)},
+            "store": random.choice(["sf", "nyc", "london"]),
+        }
         while True:
             try:
                 producer.produce(TOPIC, key=event["id"].encode(), value=json.dumps(event).encode())
@@ -81,20 +94,32 @@ def main() -> int:
     bootstrap, contact = env["KAFKA_BOOTSTRAP_SERVERS"], env["CASSANDRA_CONTACT_POINTS"]
     host, port = contact.rsplit(":", 1)
     session = Cluster([host], port=int(port)).connect()
-    if session.cluster.metadata.keyspaces.get("store", None) and "store_events" in session.cluster.metadata.keyspaces["store"].tables:
+    if (
+        session.cluster.metadata.keyspaces.get("store", None)
+        and "store_events" in session.cluster.metadata.keyspaces["store"].tables
+    ):
         session.execute("TRUNCATE store.store_events")
 
     fresh_topic(bootstrap, args.partitions)
     produce(bootstrap, args.events)
 
     log = REPO_DIR / ".stack" / "logs" / "demo-worker.log"
-    worker_env = {**os.environ, "SLUICE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                  "SLUICE_CASSANDRA_CONTACT_POINTS": contact, "SLUICE_HTTP_HOST": "127.0.0.1", "SLUICE_HTTP_PORT": "0"}
+    worker_env = {
+        **os.environ,
+        "SLUICE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "SLUICE_CASSANDRA_CONTACT_POINTS": contact,
+        "SLUICE_HTTP_HOST": "127.0.0.1",
+        "SLUICE_HTTP_PORT": "0",
+    }
     print(f"running sluice-worker --pipeline {EXAMPLE.relative_to(REPO_DIR)} (log: {log})", file=sys.stderr)
     started = time.monotonic()
     with open(log, "w") as out:
-        worker = subprocess.Popen([str(Path(sys.executable).with_name("sluice-worker")), "--pipeline", str(EXAMPLE)],
-                                  env=worker_env, stdout=out, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [str(Path(sys.executable).with_name("sluice-worker")), "--pipeline", str(EXAMPLE)],
+            env=worker_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     written = 0
     try:
         while written < args.events:
@@ -117,8 +142,10 @@ def main() -> int:
     for department, count in departments.most_common():
         print(f"  {department:<10} {count:>8,}")
     print(f"  {'total':<10} {sum(departments.values()):>8,}")
-    print(f"\n{args.events:,} messages in {elapsed:.1f}s = {args.events / elapsed:,.0f} messages/s "
-          f"(worker start to last durable row; includes connecting and joining the group)")
+    print(
+        f"\n{args.events:,} messages in {elapsed:.1f}s = {args.events / elapsed:,.0f} messages/s "
+        f"(worker start to last durable row; includes connecting and joining the group)"
+    )
     print(f"worker exited with code {code} after SIGTERM")
     session.cluster.shutdown()
     return 0 if code == 0 and sum(departments.values()) == args.events else 1
