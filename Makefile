@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 STACK := PYTHONPATH=hack $(PY) -m sluice_stack
 PYTEST_ARGS ?=
 
-.PHONY: help venv provision stack-up stack-down stack-status test test-unit lint format demo
+.PHONY: help venv provision stack-up stack-down stack-status test test-unit lint format demo crds images \
+        base-image chart-lint bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -47,3 +48,20 @@ format: venv ## apply ruff's fixes and formatting
 
 demo: stack-up ## Gophers R Us: produce store events, run the worker, show rows per department and msgs/s
 	PYTHONPATH=hack $(PY) hack/demo.py
+
+
+base-image: ## the local stand-in for python:3.11-slim-bookworm (debootstrap; kept if the image exists)
+	bash hack/build-base-image.sh
+
+images: venv ## build sluice-worker and sluice-operator images from a host-built wheelhouse
+	bash hack/build-images.sh
+
+chart-lint: venv ## helm lint the chart and check its renderings (helm from `make provision`)
+	PATH="$$(PYTHONPATH=hack $(PY) -c 'from sluice_stack.kube import tool_dirs; print(":".join(map(str, tool_dirs())))'):$$PATH" \
+	  helm lint --strict charts/sluice
+	$(PY) -m pytest tests/chart/test_chart_render.py $(PYTEST_ARGS)
+
+
+crds: venv ## regenerate crds/ (and the chart's copy) from the pydantic models; a test fails while stale
+	$(PY) -m sluice_operator.crd --output crds/datapipelines.sluice.dev.yaml
+	cp crds/datapipelines.sluice.dev.yaml charts/sluice/crds/

@@ -225,6 +225,9 @@ def make_services(root: Path) -> dict[str, Service]:
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--cidr=10.244.0.0/16",
             "--node-ip=127.0.0.1",
+            # Renew node Leases as a kubelet does: otherwise the node controller finds kwok's status heartbeats
+            # late, calls the node NotReady for a moment and marks every pod on it NotReady for good.
+            "--node-lease-duration-seconds=40",
             f"--server-address=127.0.0.1:{kwok_port}",
         ],
         log_path=str(logs / "kwok.log"),

@@ -194,9 +194,7 @@ def test_sasl_needs_mechanism_and_credential_env_names() -> None:
 
 
 def test_ssl_ca_location_needs_tls() -> None:
-    assert "sslCaLocation needs securityProtocol SSL or SASL_SSL" in error_of(
-        with_source(sslCaLocation="/ca")
-    )
+    assert "sslCaLocation needs securityProtocol SSL or SASL_SSL" in error_of(with_source(sslCaLocation="/ca"))
 
 
 def test_credentials_are_environment_variable_names() -> None:
@@ -226,14 +224,9 @@ def test_json_paths_refused(path: str) -> None:
 
 def test_field_operands_must_match_their_source() -> None:
     message = error_of(manifest(transform={"fields": {"trace": {"source": "header"}}}))
-    assert (
-        message
-        == "spec.transform.fields.trace: header is required with source 'header', and only allowed with it"
-    )
+    assert message == "spec.transform.fields.trace: header is required with source 'header', and only allowed with it"
     message = error_of(manifest(transform={"fields": {"id": {"source": "key", "path": "$.id"}}}))
-    assert (
-        message == "spec.transform.fields.id: path is required with source 'value', and only allowed with it"
-    )
+    assert message == "spec.transform.fields.id: path is required with source 'value', and only allowed with it"
 
 
 def test_column_names_are_cql_identifiers() -> None:
@@ -244,9 +237,7 @@ def test_column_names_are_cql_identifiers() -> None:
 def test_lookups_read_a_mapped_field() -> None:
     lookup = {"field": "item_name", "table": {"blue-gopher": "gophers"}}
     message = error_of(manifest(transform={"fields": {"id": {"path": "$.id"}}, "lookups": {"dept": lookup}}))
-    assert (
-        message == "spec.transform.lookups: lookup 'dept' reads 'item_name', which is not a column in fields"
-    )
+    assert message == "spec.transform.lookups: lookup 'dept' reads 'item_name', which is not a column in fields"
 
 
 def test_required_names_a_column() -> None:
@@ -271,16 +262,9 @@ def test_create_table_is_consistent_with_the_transform() -> None:
 
 
 def test_sink_identifiers_and_ttl() -> None:
-    assert error_of(with_sink(table="store-events")).startswith(
-        "spec.sink.table: String should match pattern"
-    )
-    assert (
-        error_of(with_sink(ttlSeconds=0))
-        == "spec.sink.ttlSeconds: Input should be greater than or equal to 1"
-    )
-    assert error_of(with_sink(consistency="SERIAL")).startswith(
-        "spec.sink.consistency: Input should be 'ANY'"
-    )
+    assert error_of(with_sink(table="store-events")).startswith("spec.sink.table: String should match pattern")
+    assert error_of(with_sink(ttlSeconds=0)) == "spec.sink.ttlSeconds: Input should be greater than or equal to 1"
+    assert error_of(with_sink(consistency="SERIAL")).startswith("spec.sink.consistency: Input should be 'ANY'")
 
 
 def test_sink_endpoints_default_the_port() -> None:

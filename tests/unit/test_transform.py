@@ -110,9 +110,7 @@ def test_tombstone_is_rejected(gophers: Transformer) -> None:
 
 def test_wrong_type_is_rejected_naming_the_field(gophers: Transformer) -> None:
     rejection = rejection_of(gophers(purchase("blue-gopher", price="cheap")))
-    assert rejection == Rejection(
-        "field 'price' ($.item.price): expected double, got str 'cheap'", "wrong_type"
-    )
+    assert rejection == Rejection("field 'price' ($.item.price): expected double, got str 'cheap'", "wrong_type")
 
 
 def test_numeric_text_is_coerced(gophers: Transformer) -> None:
@@ -240,9 +238,7 @@ def test_list_indexes_and_whole_value() -> None:
     }
     result = transform(fields)(event({"items": [{"sku": "a"}, {"sku": "b"}]}))
     assert row_of(result) == {"first_sku": "a", "second": "b", "gone": None}
-    assert row_of(transform({"whole": {"path": "$", "type": "text"}})(event("just text"))) == {
-        "whole": "just text"
-    }
+    assert row_of(transform({"whole": {"path": "$", "type": "text"}})(event("just text"))) == {"whole": "just text"}
 
 
 def test_parse_path() -> None:
@@ -264,10 +260,7 @@ def test_python_hook_exception_is_a_transform_error(monkeypatch: pytest.MonkeyPa
     assert row_of(hooked(purchase("blue-gopher", price=3))) == {"price": 3}
     rejection = rejection_of(hooked(purchase("blue-gopher", price=0)))
     assert rejection.error == "transform_error"
-    assert (
-        rejection.reason
-        == "python hook gopher_hooks:refuse_free_items raised ValueError('free items are not sold')"
-    )
+    assert rejection.reason == "python hook gopher_hooks:refuse_free_items raised ValueError('free items are not sold')"
 
 
 def test_python_hook_must_return_a_dict(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,217 @@
+"""Pure builders: a typed DataPipeline in, the manifests of its ConfigMap and worker Deployment out."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import yaml
+from sluice_worker.model import API_VERSION, KIND, DataPipeline
+
+FIELD_MANAGER: Final = "sluice-operator"
+CONFIG_DIR: Final = "/etc/sluice"
+CONFIG_FILE: Final = "pipeline.yaml"
+HTTP_PORT: Final = 8080
+CONFIG_HASH: Final = "sluice.dev/config-hash"
+PIPELINE_LABEL: Final = "sluice.dev/pipeline"
+MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+WORKER: Final = "sluice-worker"
+
+# Spec fields that shape the Deployment rather than the worker's config: changing them must not change the
+# config hash (scaling would otherwise restart every pod).
+DEPLOYMENT_FIELDS: Final = frozenset({"replicas", "paused", "image", "resources"})
+
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The DataPipeline object the children belong to."""
+
+    name: str
+    namespace: str
+    uid: str
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> Owner:
+        meta = body["metadata"]
+        return cls(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+
+    def reference(self) -> dict[str, Any]:
+        """The controller ownerReference: its children are garbage-collected with it."""
+        return {"apiVersion": API_VERSION, "kind": KIND, "name": self.name, "uid": self.uid, "controller": True}
+
+
+def deployment_name(pipeline: str) -> str:
+    return pipeline
+
+
+def configmap_name(pipeline: str) -> str:
+    return f"{pipeline}-pipeline"
+
+
+def secret_name(pipeline: str) -> str:
+    """The optional Secret whose keys become the workers' environment (credentials' variables)."""
+    return f"{pipeline}-credentials"
+
+
+def selector_labels(pipeline: str) -> dict[str, str]:
+    """The labels that select a pipeline's worker pods."""
+    return {"app.kubernetes.io/name": WORKER, PIPELINE_LABEL: pipeline}
+
+
+def labels(pipeline: str) -> dict[str, str]:
+    """The labels of every object the operator makes for a pipeline."""
+    return {
+        **selector_labels(pipeline),
+        "app.kubernetes.io/instance": pipeline,
+        "app.kubernetes.io/component": "worker",
+        MANAGED_BY: FIELD_MANAGER,
+    }
+
+
+def selector(pipeline: str) -> str:
+    """The pods' label selector as a string, for `status.selector` and the scale subresource."""
+    return ",".join(f"{key}={value}" for key, value in sorted(selector_labels(pipeline).items()))
+
+
+def worker_config(pipeline: DataPipeline) -> str:
+    """The pipeline.yaml the worker loads: the validated manifest with defaults, minus the Deployment's fields."""
+    manifest = pipeline.model_dump(
+        mode="json", by_alias=True, exclude_none=True, exclude={"spec": set(DEPLOYMENT_FIELDS)}
+    )
+    manifest["metadata"] = {"name": pipeline.metadata.name, "namespace": pipeline.metadata.namespace}
+    return yaml.safe_dump(manifest, sort_keys=False)
+
+
+def config_hash(config: str) -> str:
+    """A short digest of the worker config; in the pod template, so that a new config rolls the pods."""
+    return hashlib.sha256(config.encode()).hexdigest()[:16]
+
+
+def _metadata(owner: Owner, name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": labels(owner.name),
+        "ownerReferences": [owner.reference()],
+    }
+
+
+def build_configmap(owner: Owner, pipeline: DataPipeline) -> Manifest:
+    """The ConfigMap holding the worker's pipeline.yaml."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(owner, configmap_name(owner.name)),
+        "data": {CONFIG_FILE: worker_config(pipeline)},
+    }
+
+
+def _probe(path: str, period: int, failures: int, delay: int = 0) -> dict[str, Any]:
+    probe: dict[str, Any] = {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period}
+    probe.update(failureThreshold=failures, timeoutSeconds=2)
+    if delay:
+        probe["initialDelaySeconds"] = delay
+    return probe
+
+
+def _container(owner: Owner, pipeline: DataPipeline, default_image: str) -> dict[str, Any]:
+    spec = pipeline.spec
+    container: dict[str, Any] = {
+        "name": "worker",
+        "image": spec.image or default_image,
+        # Only args: the image's entrypoint (tini -- sluice-worker) stays PID 1 and forwards SIGTERM.
+        "args": ["--pipeline", f"{CONFIG_DIR}/{CONFIG_FILE}"],
+        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "env": [
+            {"name": "SLUICE_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "SLUICE_HTTP_PORT", "value": str(HTTP_PORT)},
+        ],
+        "envFrom": [{"secretRef": {"name": secret_name(owner.name), "optional": True}}],
+        "readinessProbe": _probe("/readyz", period=5, failures=3),
+        "livenessProbe": _probe("/healthz", period=10, failures=6, delay=10),
+        "volumeMounts": [{"name": "pipeline", "mountPath": CONFIG_DIR, "readOnly": True}],
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    resources = {kind: dict(values) for kind, values in spec.resources.model_dump().items() if values}
+    if resources:
+        container["resources"] = resources
+    return container
+
+
+def build_deployment(
+    owner: Owner, pipeline: DataPipeline, *, default_image: str, config_hash: str, progress_deadline_seconds: int
+) -> Manifest:
+    """The worker Deployment: `paused` scales it to zero; everything else stays as the spec says."""
+    spec = pipeline.spec
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(owner, deployment_name(owner.name)),
+        "spec": {
+            "replicas": 0 if spec.paused else spec.replicas,
+            "selector": {"matchLabels": selector_labels(owner.name)},
+            "progressDeadlineSeconds": progress_deadline_seconds,
+            "revisionHistoryLimit": 3,
+            "template": {
+                "metadata": {
+                    "labels": labels(owner.name),
+                    "annotations": {
+                        CONFIG_HASH: config_hash,
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(HTTP_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": {
+                    "terminationGracePeriodSeconds": spec.termination_grace_period_seconds,
+                    "automountServiceAccountToken": False,  # the worker never talks to the API server
+                    "enableServiceLinks": False,
+                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [_container(owner, pipeline, default_image)],
+                    "volumes": [{"name": "pipeline", "configMap": {"name": configmap_name(owner.name)}}],
+                },
+            },
+        },
+    }
+
+
+# What a hand edit is reported by, per kind: fields a user would notice (the apply restores every field it owns).
+DRIFT_FIELDS: Final[dict[str, dict[str, tuple[str | int, ...]]]] = {
+    "Deployment": {
+        "spec.replicas": ("spec", "replicas"),
+        "image": ("spec", "template", "spec", "containers", 0, "image"),
+        "terminationGracePeriodSeconds": ("spec", "template", "spec", "terminationGracePeriodSeconds"),
+        "config hash": ("spec", "template", "metadata", "annotations", CONFIG_HASH),
+    },
+    "ConfigMap": {CONFIG_FILE: ("data", CONFIG_FILE)},
+}
+
+
+def _get(obj: Any, path: Sequence[str | int]) -> Any:
+    for key in path:
+        if isinstance(key, int):
+            obj = obj[key] if isinstance(obj, list) and len(obj) > key else None
+        else:
+            obj = obj.get(key) if isinstance(obj, Mapping) else None
+    return obj
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def drift(desired: Manifest, live: Mapping[str, Any] | None) -> list[str]:
+    """How a live child differs from what the operator applies, in words ([] when it does not)."""
+    if live is None:
+        return ["deleted"]
+    changes = []
+    for label, path in DRIFT_FIELDS.get(desired["kind"], {}).items():
+        want, have = _get(desired, path), _get(live, path)
+        if want != have:
+            changes.append(f"{label} {_short(have)} -> {_short(want)}")
+    return changes

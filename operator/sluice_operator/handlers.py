@@ -1,0 +1,150 @@
+"""kopf handlers: thin shims that run the reconciler and turn what it did into Kubernetes events."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, Final, NamedTuple
+
+import kopf
+
+from . import builders
+from .crd import GROUP, PLURAL, VERSION
+from .kube import ApiError
+from .reconcile import Observed, Outcome, Reconciler, owning_pipeline
+
+COMPONENT: Final = "sluice-operator"
+CHILD_ATTEMPTS: Final = 3
+SLOW_RETRY_SECONDS: Final = 60.0
+MAX_RETRY_SECONDS: Final = 300.0
+# Spec fields whose change is told by its own event rather than "Updated".
+_OWN_EVENTS: Final = frozenset({"replicas", "paused"})
+
+logger = logging.getLogger(__name__)
+
+
+class Event(NamedTuple):
+    """A Kubernetes event to post on a DataPipeline."""
+
+    type: str
+    reason: str
+    message: str
+
+
+def _changed(diff: Iterable[Sequence[Any]]) -> dict[str, tuple[Any, Any]]:
+    """Top-level spec fields a kopf diff touches -> (old, new) of the field itself when it changed whole."""
+    fields: dict[str, tuple[Any, Any]] = {}
+    for _op, path, old, new in diff:
+        path = tuple(path)
+        if len(path) >= 2 and path[0] == "spec":
+            fields.setdefault(path[1], (old, new) if len(path) == 2 else (None, None))
+        elif path == ("spec",):
+            old, new = old or {}, new or {}
+            for key in {*old, *new}:
+                if old.get(key) != new.get(key):
+                    fields.setdefault(key, (old.get(key), new.get(key)))
+    return fields
+
+
+def change_events(cause: str, diff: Iterable[Sequence[Any]], outcome: Outcome) -> list[Event]:
+    """The events of a reconcile that a change of the DataPipeline itself (create/update/resume) caused."""
+    if outcome.body is None:
+        return []
+    if outcome.problem is not None:
+        return [Event("Warning", *outcome.problem)]
+    events = []
+    spec = outcome.pipeline.spec if outcome.pipeline else None
+    name = outcome.body["metadata"]["name"]
+    if outcome.created and spec is not None:
+        workers = 0 if spec.paused else spec.replicas
+        events.append(Event("Normal", "Created", f"Created Deployment {builders.deployment_name(name)} with "
+                            f"{workers} workers and ConfigMap {builders.configmap_name(name)}"))  # fmt: skip
+    if cause == "update" and spec is not None:
+        fields = _changed(diff)
+        if "replicas" in fields:
+            old, new = fields["replicas"]
+            note = " (paused: the Deployment stays at 0 until resumed)" if spec.paused else ""
+            events.append(Event("Normal", "Scaled", f"Scaled from {old} to {new} workers{note}"))
+        if "paused" in fields:
+            if spec.paused:
+                message = f"Paused: the workers are scaled to zero; spec.replicas ({spec.replicas}) is kept"
+                events.append(Event("Normal", "Paused", message))
+            else:
+                events.append(Event("Normal", "Resumed", f"Resumed with {spec.replicas} workers"))
+        others = sorted(set(fields) - _OWN_EVENTS)
+        if others:
+            changed = ", ".join(f"spec.{key}" for key in others)
+            message = f"{changed} changed: rolling out config {outcome.config_hash}"
+            events.append(Event("Normal", "Updated", message))
+    return events + drift_events(outcome)
+
+
+def drift_events(outcome: Outcome) -> list[Event]:
+    """DriftRepaired events for children that were deleted or edited by hand."""
+    return [
+        Event("Normal", "DriftRepaired", f"{child}: {', '.join(changes)}; restored")
+        for child, changes in outcome.repaired.items()
+    ]
+
+
+class Handlers:
+    """The kopf handlers of one operator, bound to its reconciler."""
+
+    def __init__(self, reconciler: Reconciler, retry_delay: float) -> None:
+        self.reconciler, self.retry_delay = reconciler, retry_delay
+
+    def register(self, registry: kopf.OperatorRegistry) -> None:
+        """DataPipeline changes (with kopf's retries) and events of the children it labels as its own."""
+        for on, handler_id in ((kopf.on.create, "create"), (kopf.on.update, "update"), (kopf.on.resume, "resume")):
+            on(GROUP, VERSION, PLURAL, id=handler_id, registry=registry)(self.on_pipeline)
+        children = {builders.MANAGED_BY: builders.FIELD_MANAGER}
+        kopf.on.event("apps", "v1", "deployments", labels=children, registry=registry)(self.on_child)
+        kopf.on.event("v1", "configmaps", labels=children, registry=registry)(self.on_child)
+
+    def on_pipeline(self, body: kopf.Body, reason: str, diff: kopf.Diff, retry: int, **_: Any) -> None:
+        """Create, update or resume of a DataPipeline: reconcile; API failures retry with a growing delay."""
+        try:
+            outcome = self.reconciler.reconcile(body.metadata.namespace or "", body.metadata.name or "")
+        except ApiError as error:
+            first = self.retry_delay if error.transient else SLOW_RETRY_SECONDS  # e.g. forbidden: wait for a fix
+            delay = min(first * 2 ** min(retry, 10), MAX_RETRY_SECONDS)
+            raise kopf.TemporaryError(
+                f"reconcile failed (retry {retry + 1} in {delay:.0f}s): {error}", delay=delay
+            ) from error
+        self.post(outcome, change_events(str(reason), diff, outcome))
+
+    def on_child(self, type: str | None, body: kopf.Body, resource: kopf.Resource, **_: Any) -> None:
+        """A child changed or went away: reconcile its pipeline (the initial listing is left to resume)."""
+        pipeline = owning_pipeline(body)
+        if type is None or pipeline is None:
+            return
+        namespace = body.metadata.namespace or ""
+        observed = Observed(resource.kind or "", None if type == "DELETED" else dict(body))
+        for attempt in range(1, CHILD_ATTEMPTS + 1):
+            try:
+                outcome = self.reconciler.reconcile(namespace, pipeline, observed)
+            except ApiError as error:
+                if attempt == CHILD_ATTEMPTS or not error.transient:
+                    logger.warning("reconcile of %s/%s failed: %s", namespace, pipeline, error)
+                    return
+                logger.warning("reconcile of %s/%s failed (%s), retrying", namespace, pipeline, error)
+                time.sleep(self.retry_delay)
+                continue
+            self.post(outcome, drift_events(outcome))
+            return
+
+    def post(self, outcome: Outcome, events: Iterable[Event]) -> None:
+        """Posts events on the pipeline; an event that cannot be posted is logged, never fatal."""
+        if outcome.body is None:
+            return
+        meta = outcome.body["metadata"]
+        for event in events:
+            logger.info("%s/%s: %s %s: %s", meta["namespace"], meta["name"], event.type, event.reason, event.message)
+            try:
+                self.reconciler.kube.post_event(
+                    outcome.body, type=event.type, reason=event.reason, message=event.message, component=COMPONENT
+                )
+            except ApiError as error:
+                logger.warning("could not post event %s on %s/%s: %s", event.reason, meta["namespace"],
+                               meta["name"], error)  # fmt: skip

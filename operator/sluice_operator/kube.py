@@ -1,0 +1,158 @@
+"""A small JSON client over the kubernetes package's connection: dicts in and out, server-side apply, events."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import urlencode
+
+import urllib3
+from kubernetes import client, config
+
+JSON: Final = "application/json"
+APPLY: Final = "application/apply-patch+yaml"
+MERGE: Final = "application/merge-patch+json"
+
+Obj = dict[str, Any]
+
+
+class ApiError(Exception):
+    """A failed API request: the HTTP status (0 when the server was not reached) and its message."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}" if status else message)
+        self.status, self.reason, self.message = status, reason, message
+
+    @property
+    def permanent(self) -> bool:
+        """The request itself is wrong (400, 422): sending it again cannot help."""
+        return self.status in (400, 422)
+
+    @property
+    def transient(self) -> bool:
+        """The server could not answer now (unreachable, 409 conflict, 429, 5xx): worth a prompt retry."""
+        return self.status in (0, 409, 429) or self.status >= 500
+
+
+@dataclass(frozen=True)
+class Resource:
+    """An API resource by group/version and plural: knows its URL paths."""
+
+    group_version: str
+    plural: str
+
+    def path(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
+        base = f"/api/{self.group_version}" if "/" not in self.group_version else f"/apis/{self.group_version}"
+        parts = [base, *(("namespaces", namespace) if namespace else ()), self.plural]
+        parts += [p for p in (name, subresource) if p]
+        return "/".join(parts)
+
+
+DEPLOYMENTS: Final = Resource("apps/v1", "deployments")
+CONFIGMAPS: Final = Resource("v1", "configmaps")
+EVENTS: Final = Resource("v1", "events")
+LEASES: Final = Resource("coordination.k8s.io/v1", "leases")
+BY_KIND: Final = {"Deployment": DEPLOYMENTS, "ConfigMap": CONFIGMAPS}
+
+
+class Kube:
+    """Requests to one API server with the credentials of the kubernetes package's configuration."""
+
+    def __init__(self, api: client.ApiClient, timeout: float = 30.0) -> None:
+        self.api, self.timeout = api, timeout
+
+    @classmethod
+    def from_environment(cls, timeout: float = 30.0) -> Kube:
+        """In a pod: its service account; elsewhere: $KUBECONFIG or ~/.kube/config."""
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+            return cls(client.ApiClient(), timeout)
+        return cls(config.new_client_from_config(), timeout)  # type: ignore[no-untyped-call]
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        query: Mapping[str, str] | None = None,
+        content_type: str = JSON,
+    ) -> Obj:
+        """One request; raises ApiError for any status >= 400 or a connection failure."""
+        url_path = f"{path}?{urlencode(query)}" if query else path
+        headers = {"Accept": JSON, "Content-Type": content_type}
+        _, url, headers, _, _ = self.api.param_serialize(
+            method=method, resource_path=url_path, header_params=headers, auth_settings=["BearerToken"]
+        )
+        try:  # the REST layer serializes the body as JSON for JSON and YAML (apply) content types alike
+            response = self.api.call_api(method, url, header_params=headers, body=body, _request_timeout=self.timeout)
+            raw = response.read()  # type: ignore[no-untyped-call]
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise ApiError(0, "Unreachable", f"{method} {path}: {error}") from error
+        document = json.loads(raw) if raw else {}
+        if response.status >= 400:
+            message = document.get("message", raw.decode(errors="replace")) if document else response.reason
+            raise ApiError(response.status, document.get("reason", response.reason or ""), message)
+        return dict(document)
+
+    def get(self, resource: Resource, namespace: str | None, name: str) -> Obj | None:
+        """The object, or None if it does not exist."""
+        try:
+            return self.request("GET", resource.path(namespace, name))
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def list(self, resource: Resource, namespace: str | None = None) -> list[Obj]:
+        return list(self.request("GET", resource.path(namespace)).get("items", []))
+
+    def apply(self, manifest: Mapping[str, Any], field_manager: str) -> Obj:
+        """Server-side apply, taking back fields someone else changed (force)."""
+        resource = BY_KIND[manifest["kind"]]
+        meta = manifest["metadata"]
+        path = resource.path(meta["namespace"], meta["name"])
+        query = {"fieldManager": field_manager, "force": "true"}
+        return self.request("PATCH", path, manifest, query=query, content_type=APPLY)
+
+    def merge_patch(
+        self, resource: Resource, namespace: str, name: str, patch: Mapping[str, Any], subresource: str | None = None
+    ) -> Obj:
+        return self.request("PATCH", resource.path(namespace, name, subresource), patch, content_type=MERGE)
+
+    def create(self, resource: Resource, namespace: str, body: Mapping[str, Any]) -> Obj:
+        return self.request("POST", resource.path(namespace), body)
+
+    def replace(self, resource: Resource, namespace: str, name: str, body: Mapping[str, Any]) -> Obj:
+        return self.request("PUT", resource.path(namespace, name), body)
+
+    def post_event(self, involved: Mapping[str, Any], *, type: str, reason: str, message: str, component: str) -> None:
+        """A core/v1 Event about `involved` (seen in `kubectl describe` and `kubectl events`)."""
+        meta = involved["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": involved["apiVersion"],
+                "kind": involved["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "type": type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": component},
+            "reportingComponent": component,
+            "reportingInstance": component,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self.create(EVENTS, meta["namespace"], event)

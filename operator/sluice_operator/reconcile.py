@@ -1,0 +1,212 @@
+"""One reconcile of a DataPipeline: read it, apply its ConfigMap and Deployment, write its status."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sluice_worker.model import API_VERSION, KIND, DataPipeline, PipelineError, parse_pipeline
+
+from . import builders, status
+from .crd import GROUP, PLURAL, VERSION
+from .kube import CONFIGMAPS, DEPLOYMENTS, ApiError, Kube, Obj, Resource
+from .settings import OperatorSettings
+
+PIPELINES: Final = Resource(f"{GROUP}/{VERSION}", PLURAL)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one reconcile found and did; the handlers turn it into events."""
+
+    body: Obj | None  # the DataPipeline as read; None when it is gone
+    pipeline: DataPipeline | None = None  # the validated model; None when the spec is invalid
+    problem: tuple[str, str] | None = None  # (reason, message) when the pipeline cannot be run as specified
+    repaired: dict[str, list[str]] = field(default_factory=dict)  # "Deployment x" -> what a hand edit changed
+    created: bool = False  # the Deployment did not exist before
+    config_hash: str | None = None
+    status: Obj = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A child as a watch event showed it (None: deleted); a hand edit is judged from this, not a later read."""
+
+    kind: str
+    obj: Obj | None
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A child as the operator last applied it, and the resourceVersion the API server answered with."""
+
+    manifest: builders.Manifest
+    version: int | None
+
+
+def _version(obj: Mapping[str, Any]) -> int | None:
+    try:
+        return int(obj["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def controller_of(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The ownerReference with controller: true, if any."""
+    refs = obj.get("metadata", {}).get("ownerReferences") or []
+    return next((ref for ref in refs if ref.get("controller")), None)
+
+
+def owning_pipeline(obj: Mapping[str, Any]) -> str | None:
+    """The name of the DataPipeline controlling a child, if a DataPipeline does."""
+    ref = controller_of(obj)
+    if ref and ref.get("kind") == KIND and ref.get("apiVersion", "").split("/")[0] == GROUP:
+        return str(ref["name"])
+    return None
+
+
+def _conflict(kind: str, live: Obj | None, owner: builders.Owner) -> str | None:
+    if live is None:
+        return None
+    ref = controller_of(live)
+    if ref is not None and ref.get("uid") == owner.uid:
+        return None
+    held = f"{ref['kind']} {ref['name']} (uid {ref['uid']})" if ref else "nothing"
+    return f"{kind} {live['metadata']['name']} already exists and is controlled by {held}, not this DataPipeline"
+
+
+def _summary(status: Mapping[str, Any]) -> str:
+    return ", ".join(f"{c['type']}={c['status']} ({c['reason']})" for c in status.get("conditions") or [])
+
+
+class Reconciler:
+    """Level-triggered: each call makes the children match the current spec, whatever triggered it."""
+
+    def __init__(
+        self, kube: Kube, settings: OperatorSettings, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self.kube, self.settings, self.clock = kube, settings, clock
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._applied: dict[tuple[str, str], dict[str, Applied]] = {}  # by pipeline, then kind
+
+    def _lock(self, key: tuple[str, str]) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def reconcile(self, namespace: str, name: str, observed: Observed | None = None) -> Outcome:
+        """Reconciles one pipeline, one call at a time per pipeline; `observed` is a child event that caused it.
+
+        Raises ApiError if the API server fails.
+        """
+        key = (namespace, name)
+        with self._lock(key):
+            body = self.kube.get(PIPELINES, namespace, name)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                self._applied.pop(key, None)  # its children go by garbage collection
+                return Outcome(body=None)
+            return self._reconcile(key, body, observed)
+
+    def _drift(self, key: tuple[str, str], observed: Observed | None) -> dict[str, list[str]]:
+        """What a hand edit changed in the observed child, compared with what was last applied to it.
+
+        Never a false alarm: only a version newer than the operator's last apply that differs from it counts.
+        Best effort: an edit that a reconcile for another event has already undone is restored but not told.
+        """
+        last = self._applied.get(key, {}).get(observed.kind) if observed else None
+        if observed is None or last is None:
+            return {}
+        seen = _version(observed.obj) if observed.obj is not None else None
+        if seen is not None and last.version is not None and seen <= last.version:
+            return {}  # the event shows the operator's own apply, or something older
+        changes = builders.drift(last.manifest, observed.obj)
+        return {f"{observed.kind} {last.manifest['metadata']['name']}": changes} if changes else {}
+
+    def _reconcile(self, key: tuple[str, str], body: Obj, observed: Observed | None) -> Outcome:
+        owner = builders.Owner.of(body)
+        live = {
+            "Deployment": self.kube.get(DEPLOYMENTS, owner.namespace, builders.deployment_name(owner.name)),
+            "ConfigMap": self.kube.get(CONFIGMAPS, owner.namespace, builders.configmap_name(owner.name)),
+        }
+        try:
+            pipeline = parse_pipeline({
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "metadata": {"name": owner.name, "namespace": owner.namespace},
+                "spec": body.get("spec"),
+            })  # fmt: skip
+        except PipelineError as error:
+            return self._failed(body, live["Deployment"], ("InvalidSpec", "; ".join(error.problems)))
+        for kind, obj in live.items():
+            if conflict := _conflict(kind, obj, owner):
+                return self._failed(body, live["Deployment"], ("NameConflict", conflict), pipeline)
+
+        configmap = builders.build_configmap(owner, pipeline)
+        config_hash = builders.config_hash(configmap["data"][builders.CONFIG_FILE])
+        deployment = builders.build_deployment(
+            owner,
+            pipeline,
+            default_image=self.settings.default_worker_image,
+            config_hash=config_hash,
+            progress_deadline_seconds=self.settings.progress_deadline_seconds,
+        )
+        repaired = self._drift(key, observed)
+        try:
+            applied_configmap = self.kube.apply(configmap, builders.FIELD_MANAGER)
+            applied = self.kube.apply(deployment, builders.FIELD_MANAGER)
+        except ApiError as error:
+            if not error.permanent:
+                raise
+            return self._failed(body, live["Deployment"], ("ApplyFailed", error.message), pipeline)
+        self._applied[key] = {
+            "ConfigMap": Applied(configmap, _version(applied_configmap)),
+            "Deployment": Applied(deployment, _version(applied)),
+        }
+
+        desired = 0 if pipeline.spec.paused else pipeline.spec.replicas
+        assessment = status.assess(applied, desired=desired, paused=pipeline.spec.paused)
+        new_status = self._write_status(body, assessment, applied, config_hash)
+        return Outcome(
+            body=body,
+            pipeline=pipeline,
+            repaired=repaired,
+            created=live["Deployment"] is None,
+            config_hash=config_hash,
+            status=new_status,
+        )
+
+    def _failed(
+        self, body: Obj, deployment: Obj | None, problem: tuple[str, str], pipeline: DataPipeline | None = None
+    ) -> Outcome:
+        """The pipeline cannot be run as specified: say so in the status, leave the running workers alone."""
+        new_status = self._write_status(body, status.failed(*problem), deployment, None)
+        return Outcome(body=body, pipeline=pipeline, problem=problem, status=new_status)
+
+    def _write_status(
+        self, body: Obj, assessment: status.Assessment, deployment: Obj | None, config_hash: str | None
+    ) -> Obj:
+        meta = body["metadata"]
+        previous = body.get("status") or {}
+        new_status = status.build_status(
+            generation=meta.get("generation", 0),
+            assessment=assessment,
+            deployment=deployment,
+            selector=builders.selector(meta["name"]),
+            config_hash=config_hash,
+            previous=previous,
+            now=self.clock(),
+        )
+        if new_status != previous:
+            # Keys the new status leaves out are removed (merge patch null), the rest replaced.
+            patch = {key: None for key in previous if key not in new_status} | new_status
+            self.kube.merge_patch(PIPELINES, meta["namespace"], meta["name"], {"status": patch}, "status")
+            summary = _summary(new_status)
+            if summary != _summary(previous):
+                logger.info("%s/%s generation %s: %s", meta["namespace"], meta["name"], meta.get("generation"), summary)
+        return new_status

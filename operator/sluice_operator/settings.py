@@ -1,0 +1,126 @@
+"""The operator's settings, from `SLUICE_*` environment variables, and the kopf settings made from them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Annotated, Literal
+
+import kopf
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .builders import FIELD_MANAGER
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _own_namespace() -> str:
+    """The namespace of the operator's pod, or `default` outside a cluster."""
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+    except OSError:
+        return "default"
+
+
+def _default_identity() -> str:
+    """Host and pid: a container restarted in the same pod keeps it, two processes on one machine differ."""
+    return f"{socket.gethostname()}_{os.getpid()}"
+
+
+class OperatorSettings(BaseSettings):
+    """What the environment decides about the operator process (every field is `SLUICE_<NAME>`)."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_", frozen=True)
+
+    watch_namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated namespaces to watch; empty: all namespaces."
+    )
+    default_worker_image: str = Field(
+        default="sluice-worker:0.1.0", min_length=1, description="Worker image of pipelines without spec.image."
+    )
+    liveness_host: str = Field(default="0.0.0.0", description="Where /healthz listens.")
+    liveness_port: int = Field(default=8081, ge=0, le=65535, description="Port of /healthz; 0 turns it off.")
+    leader_election: bool = Field(default=True, description="Act only while holding the Lease.")
+    lease_name: str = Field(default="sluice-operator", min_length=1, description="The Lease of the leader.")
+    lease_namespace: str = Field(
+        default_factory=_own_namespace, description="Namespace of the Lease; default: the operator's own."
+    )
+    lease_duration_seconds: int = Field(
+        default=15, ge=3, description="How long a leader that stopped renewing keeps the Lease."
+    )
+    identity: str = Field(default_factory=_default_identity, min_length=1, description="Holder name in the Lease.")
+    progress_deadline_seconds: int = Field(
+        default=600, ge=1, description="progressDeadlineSeconds of the workers; past it a rollout is Degraded."
+    )
+    resync_seconds: float = Field(default=300.0, ge=0, description="Reconcile every pipeline this often; 0: off.")
+    watch_server_timeout_seconds: int = Field(
+        default=120, ge=10, description="Watch requests end after this, so a silent watch is always renewed."
+    )
+    api_timeout_seconds: float = Field(default=30.0, gt=0, description="Timeout of other API requests.")
+    retry_delay_seconds: float = Field(default=5.0, gt=0, description="Delay before a failed reconcile retries.")
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    log_format: Literal["text", "json"] = Field(default="text", description="text, or json: one object a line.")
+
+    @field_validator("watch_namespaces", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return value.upper()
+
+    @model_validator(mode="after")
+    def _renew_before_expiry(self) -> OperatorSettings:
+        if self.leader_election and self.renew_deadline_seconds <= self.renew_interval_seconds:
+            raise ValueError("lease_duration_seconds is too short to renew the Lease in time")
+        return self
+
+    @property
+    def renew_interval_seconds(self) -> float:
+        """How often the leader renews, and a standby retries, the Lease."""
+        return self.lease_duration_seconds / 5
+
+    @property
+    def renew_deadline_seconds(self) -> float:
+        """A leader that could not renew for this long stops acting, before the Lease can expire."""
+        return self.lease_duration_seconds * 2 / 3
+
+
+def help_text() -> str:
+    """The environment variables and their defaults, for `--help`."""
+    lines = ["environment (SLUICE_<NAME>):"]
+    for name, field in OperatorSettings.model_fields.items():
+        default = "" if field.default_factory is not None else f" (default: {field.default})"
+        lines.append(f"  SLUICE_{name.upper():<30} {field.description}{default}")
+    return "\n".join(lines)
+
+
+def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
+    """kopf's settings: bounded watches, progress kept in annotations (the status schema is ours), no finalizers."""
+    configured = kopf.OperatorSettings()
+    configured.watching.server_timeout = settings.watch_server_timeout_seconds
+    configured.watching.client_timeout = settings.watch_server_timeout_seconds + 30
+    configured.watching.connect_timeout = 30
+    configured.networking.request_timeout = settings.api_timeout_seconds
+    configured.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="sluice.dev")
+    configured.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="sluice.dev", key="last-handled-configuration"
+    )
+    configured.posting.enabled = False  # the reconciler posts its own events
+    configured.scanning.disabled = True  # no CRD or namespace watching: fewer permissions
+    configured.execution.max_workers = 8
+    managed = f"app.kubernetes.io/managed-by={FIELD_MANAGER}"
+    configured.watching.label_selectors["apps", "v1", "deployments"] = managed
+    configured.watching.label_selectors["v1", "configmaps"] = managed
+    # kopf reports every handler run at INFO; the reconciler logs what matters.
+    logging.getLogger("kopf").setLevel(settings.log_level if settings.log_level == "DEBUG" else "WARNING")
+    return configured

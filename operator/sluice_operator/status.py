@@ -1,0 +1,205 @@
+"""The DataPipeline status: its typed shape (also its CRD schema) and the conditions read off the Deployment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
+CONDITION_TYPES = (READY, PROGRESSING, DEGRADED)
+REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class StatusModel(BaseModel):
+    """Base of the status models: camelCase as stored, unknown keys refused."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", alias_generator=to_camel)
+
+
+class Condition(StatusModel):
+    """One aspect of the pipeline's state, in the shape of a metav1.Condition."""
+
+    type: str = Field(max_length=316, description="Ready, Progressing or Degraded.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    observed_generation: int = Field(ge=0, description="The metadata.generation this was computed from.")
+    last_transition_time: str = Field(
+        json_schema_extra={"format": "date-time"}, description="When status last changed, RFC 3339."
+    )
+    reason: str = Field(min_length=1, max_length=1024, pattern=REASON_PATTERN, description="Why, as a CamelCase word.")
+    message: str = Field(max_length=32768, description="Details for humans.")
+
+
+class PipelineStatus(StatusModel):
+    """What the operator last observed of a DataPipeline and its workers."""
+
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The metadata.generation the status describes."
+    )
+    replicas: int | None = Field(default=None, ge=0, description="Worker pods that exist.")
+    ready_replicas: int | None = Field(default=None, ge=0, description="Worker pods that are ready.")
+    available_replicas: int | None = Field(
+        default=None, ge=0, description="Worker pods ready for at least minReadySeconds."
+    )
+    selector: str | None = Field(default=None, description="Label selector of the workers, for the scale API.")
+    config_hash: str | None = Field(default=None, description="Hash of the pipeline config the workers run.")
+    conditions: list[Condition] | None = Field(
+        default=None,
+        description="Ready, Progressing and Degraded.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The status and reason of one condition, before timestamps are added."""
+
+    status: ConditionStatus
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The three conditions of a pipeline at one moment."""
+
+    ready: Verdict
+    progressing: Verdict
+    degraded: Verdict
+
+    def by_type(self) -> dict[str, Verdict]:
+        return {READY: self.ready, PROGRESSING: self.progressing, DEGRADED: self.degraded}
+
+
+def failed(reason: str, message: str) -> Assessment:
+    """A pipeline the operator cannot run as specified (e.g. InvalidSpec): not ready, degraded, stopped."""
+    return Assessment(
+        ready=Verdict("False", reason, message),
+        progressing=Verdict("False", reason, message),
+        degraded=Verdict("True", reason, message),
+    )
+
+
+def _conditions_of(deployment: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {c["type"]: c for c in deployment.get("status", {}).get("conditions") or []}
+
+
+def assess(deployment: Mapping[str, Any] | None, *, desired: int, paused: bool) -> Assessment:
+    """Ready, Progressing and Degraded of a pipeline whose workers should be `desired` pods.
+
+    Ready: the Deployment has rolled out (current generation observed, all pods updated, no old ones left)
+    and `desired` pods are available. Degraded: the Deployment says the rollout cannot finish (its progress
+    deadline passed, or it cannot create pods). Progressing: anything else that is still moving.
+    """
+    if deployment is None:
+        missing = "the worker Deployment does not exist yet"
+        return Assessment(
+            Verdict("False", "DeploymentMissing", missing),
+            Verdict("True", "Creating", missing),
+            Verdict("False", "AsExpected", "no problems observed"),
+        )
+    status = deployment.get("status", {})
+    replicas, updated = status.get("replicas", 0), status.get("updatedReplicas", 0)
+    available = status.get("availableReplicas", 0)
+    generation = deployment.get("metadata", {}).get("generation", 0)
+    observed = status.get("observedGeneration", 0) >= generation
+    counts = f"{available}/{desired} workers available"
+    if not observed or deployment.get("spec", {}).get("replicas") != desired or replicas > updated:
+        moving = "RollingOut"  # the controller has not caught up yet, or pods of an old template remain
+    elif replicas < desired or updated < desired:
+        moving = "ScalingUp"
+    elif replicas > desired:
+        moving = "ScalingDown"
+    elif available < desired:
+        moving = "WaitingForReplicas"
+    else:
+        moving = ""
+
+    conditions = _conditions_of(deployment)
+    failure, progress = conditions.get("ReplicaFailure", {}), conditions.get("Progressing", {})
+    if failure.get("status") == "True":
+        degraded = Verdict("True", failure.get("reason") or "ReplicaFailure", failure.get("message", ""))
+    elif moving and progress.get("status") == "False":
+        degraded = Verdict("True", progress.get("reason") or "ProgressDeadlineExceeded", progress.get("message", ""))
+    else:
+        degraded = Verdict("False", "AsExpected", "no problems observed")
+
+    if not moving:
+        if paused:
+            why = "spec.paused is true: the workers are scaled to zero"
+            return Assessment(Verdict("True", "Paused", why), Verdict("False", "Paused", why), degraded)
+        if desired == 0:
+            why = "spec.replicas is 0"
+            return Assessment(Verdict("True", "ScaledToZero", why), Verdict("False", "ScaledToZero", why), degraded)
+        return Assessment(
+            Verdict("True", "ReplicasAvailable", counts), Verdict("False", "RolloutComplete", counts), degraded
+        )
+    ready = Verdict("False", "ReplicasUnavailable" if moving == "WaitingForReplicas" else moving, counts)
+    if degraded.status == "True":
+        return Assessment(ready, Verdict("False", degraded.reason, degraded.message), degraded)
+    return Assessment(ready, Verdict("True", moving, counts), degraded)
+
+
+def timestamp(now: datetime) -> str:
+    """RFC 3339 in UTC with a Z, as Kubernetes writes times."""
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def merge_conditions(
+    previous: Sequence[Mapping[str, Any]], assessment: Assessment, generation: int, now: datetime
+) -> list[dict[str, Any]]:
+    """The new conditions; each keeps its lastTransitionTime unless its status changed."""
+    before = {c.get("type"): c for c in previous}
+    merged = []
+    for kind, verdict in assessment.by_type().items():
+        old = before.get(kind, {})
+        changed = old.get("status") != verdict.status or "lastTransitionTime" not in old
+        merged.append(
+            Condition(
+                type=kind,
+                status=verdict.status,
+                observed_generation=generation,
+                last_transition_time=timestamp(now) if changed else old["lastTransitionTime"],
+                reason=verdict.reason,
+                message=verdict.message[:32768],
+            ).model_dump(by_alias=True)
+        )
+    return merged
+
+
+def build_status(
+    *,
+    generation: int,
+    assessment: Assessment,
+    deployment: Mapping[str, Any] | None,
+    selector: str,
+    config_hash: str | None,
+    previous: Mapping[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    """The whole `status` of a DataPipeline: counts from its Deployment, conditions from the assessment."""
+    counts = (deployment or {}).get("status", {})
+    status = PipelineStatus(
+        observed_generation=generation,
+        replicas=counts.get("replicas", 0),
+        ready_replicas=counts.get("readyReplicas", 0),
+        available_replicas=counts.get("availableReplicas", 0),
+        selector=selector,
+        config_hash=config_hash if config_hash is not None else previous.get("configHash"),
+        conditions=[
+            Condition.model_validate(c)
+            for c in merge_conditions(previous.get("conditions") or [], assessment, generation, now)
+        ],
+    )
+    return status.model_dump(by_alias=True, exclude_none=True)
+
+
+def condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
+    """The condition of that type in a status, or an empty mapping."""
+    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})

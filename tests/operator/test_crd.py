@@ -1,0 +1,120 @@
+"""The CRD on a real API server: invalid pipelines refused with readable messages, explain, scale, columns."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from operator_harness import Kubectl, sample
+
+pytestmark = pytest.mark.kube
+
+
+def refused(kubectl: Kubectl, manifest: dict[str, Any]) -> str:
+    """The API server's message for a manifest it must refuse."""
+    done = kubectl.apply(manifest, check=False)
+    assert done.returncode != 0, f"the API server accepted:\n{json.dumps(manifest['spec'], indent=1)}"
+    return str(done.stderr)
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def change(spec: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = spec
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (_set("source.topics", []), "spec.source.topics in body should have at least 1 items"),
+        (_set("replicas", -1), "spec.replicas in body should be greater than or equal to 0"),
+        (_set("sink.consistency", "SOMETIMES"), 'spec.sink.consistency: Unsupported value: "SOMETIMES"'),
+        (_set("delivery.maxInFlight", 0), "spec.delivery.maxInFlight in body should be greater than or equal to 1"),
+        (_set("source.topics", ["a", "a"]), 'spec.source.topics[1]: Duplicate value: "a"'),
+        (_set("sink.keyspace", "Not-CQL"), "spec.sink.keyspace in body should match"),
+        (_set("source.securityProtocol", "SASL_SSL"), "securityProtocol SASL_PLAINTEXT and SASL_SSL need"),
+        (_set("transform.fields.id.source", "key"), "path is required with source 'value'"),
+        (_set("terminationGracePeriodSeconds", 5), "shutdownMarginSeconds must be less than"),
+        (_set("delivery.retryBackoff", {"initialMs": 500, "maxMs": 100}), "initialMs must not exceed maxMs"),
+        (_set("sink.createTable.replication.strategy", "NetworkTopologyStrategy"), "datacenters are required"),
+        (_set("surprise", True), 'unknown field "spec.surprise"'),
+        (_set("resources.requests", {"cpu": "lots"}), "spec.resources.requests.cpu in body should match"),
+    ],
+    ids=[
+        "no-topics", "negative-replicas", "unknown-consistency", "no-in-flight", "duplicate-topics",
+        "bad-keyspace", "sasl-without-credentials", "path-with-key", "grace-below-margin", "backoff",
+        "replication", "unknown-field", "bad-quantity",
+    ],
+)  # fmt: skip
+def test_invalid_pipelines_are_refused(
+    crd: None, kubectl: Kubectl, namespace: str, change: Callable[[dict[str, Any]], None], message: str
+) -> None:
+    manifest = sample(namespace)
+    change(manifest["spec"])
+    assert message in refused(kubectl, manifest)
+
+
+@pytest.mark.parametrize(
+    ("field", "first", "second", "message"),
+    [
+        ("source.groupId", "shop.orders", "shop.orders-v2", "spec.source.groupId: Invalid value"),
+        ("sink.keyspace", "store", "store_v2", "keyspace is immutable"),
+        ("sink.table", "store_events", "events", "table is immutable"),
+    ],
+    ids=["group-id", "keyspace", "table"],
+)
+def test_identity_fields_are_immutable(
+    crd: None, kubectl: Kubectl, namespace: str, field: str, first: str, second: str, message: str
+) -> None:
+    manifest = sample(namespace)
+    _set(field, first)(manifest["spec"])
+    kubectl.apply(manifest)
+    _set(field, second)(manifest["spec"])
+    stderr = refused(kubectl, manifest)
+    assert message in stderr
+    if field == "source.groupId":
+        assert "groupId is immutable once set" in stderr
+        del manifest["spec"]["source"]["groupId"]  # unsetting it would change the group too
+        assert "groupId is immutable once set" in refused(kubectl, manifest)
+
+
+def test_a_name_that_is_not_a_dns_label_is_refused(crd: None, kubectl: Kubectl, namespace: str) -> None:
+    assert "metadata.name must be a DNS label" in refused(kubectl, sample(namespace, name="a" * 64))
+
+
+def test_defaults_are_filled_in(crd: None, kubectl: Kubectl, namespace: str) -> None:
+    manifest = sample(namespace)
+    del manifest["spec"]["delivery"], manifest["spec"]["replicas"]
+    kubectl.apply(manifest)
+    spec = json.loads(kubectl.run("get", "-n", namespace, "dp/gophers-r-us", "-o", "json").stdout)["spec"]
+    assert (spec["replicas"], spec["paused"], spec["terminationGracePeriodSeconds"]) == (1, False, 30)
+    assert spec["delivery"]["retryBackoff"] == {"initialMs": 100, "maxMs": 30000}
+    assert spec["sink"]["useRecordTimestamp"] is True
+
+
+def test_kubectl_explain_describes_every_field(crd: None, kubectl: Kubectl) -> None:
+    sink = kubectl.run("explain", "dp.spec.sink").stdout
+    assert "The Cassandra side." in sink
+    assert "consistency\t<string>" in sink and "Consistency level of writes." in sink
+    backoff = kubectl.run("explain", "datapipelines.spec.delivery.retryBackoff.initialMs").stdout
+    assert "First delay, in milliseconds." in backoff
+    conditions = kubectl.run("explain", "dp.status.conditions.reason").stdout
+    assert "Why, as a CamelCase word." in conditions
+
+
+def test_the_scale_subresource_serves_the_selector(crd: None, kubectl: Kubectl, namespace: str) -> None:
+    kubectl.apply(sample(namespace))
+    kubectl.run("scale", "-n", namespace, "dp/gophers-r-us", "--replicas=3")
+    path = f"/apis/sluice.dev/v1alpha1/namespaces/{namespace}/datapipelines/gophers-r-us/scale"
+    scale = json.loads(kubectl.run("get", "--raw", path).stdout)
+    assert scale["kind"] == "Scale" and scale["spec"]["replicas"] == 3
+    assert kubectl.run("get", "sluice", "-n", namespace, "-o", "name").stdout.strip() == (
+        "datapipeline.sluice.dev/gophers-r-us"
+    )

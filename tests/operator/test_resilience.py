@@ -1,0 +1,156 @@
+"""The operator process: killed mid-reconcile, two replicas behind one Lease, its liveness endpoint."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+from operator_harness import OPERATOR_NAMESPACE, Kubectl, Operator, condition, pipeline, sample, wait_for
+from sluice_operator.kube import CONFIGMAPS, DEPLOYMENTS, LEASES, Kube
+from sluice_operator.leader import LeaderElector
+from sluice_operator.settings import OperatorSettings
+
+pytestmark = pytest.mark.kube
+
+NAME = "gophers-r-us"
+
+
+def ready(admin: Kube, namespace: str) -> bool:
+    obj = pipeline(admin, namespace)
+    current = obj.get("status", {}).get("observedGeneration") == obj["metadata"]["generation"]
+    return bool(current and condition(obj, "Ready").get("status") == "True")
+
+
+def lease_holder(admin: Kube) -> str | None:
+    lease = admin.get(LEASES, OPERATOR_NAMESPACE, "sluice-operator")
+    return None if lease is None else lease["spec"].get("holderIdentity")
+
+
+@pytest.fixture
+def restored(operator: Operator) -> Iterator[Operator]:
+    """The session's operator, running again (and leading) after a test that stops it."""
+    yield operator
+    if operator.process is None:
+        operator.start()
+    wait_for(operator.leading, 60, "the session operator to lead again")
+
+
+def test_killed_mid_reconcile_the_operator_converges_after_a_restart(
+    restored: Operator, kubectl: Kubectl, admin: Kube, namespace: str
+) -> None:
+    operator = restored
+    for round_ in range(2):  # kill once as the ConfigMap appears, once as the Deployment does
+        operator.stop(signal.SIGKILL)
+        kubectl.apply(sample(namespace, replicas=2 + round_))
+        operator.start()
+        child, child_name = (CONFIGMAPS, f"{NAME}-pipeline") if round_ == 0 else (DEPLOYMENTS, NAME)
+        wait_for(partial(admin.get, child, namespace, child_name), what=f"the {child.plural} to appear")
+        operator.stop(signal.SIGKILL)
+        operator.start()
+        wait_for(lambda: ready(admin, namespace), 60, "Ready=True after the restart")
+
+    deployments = admin.list(DEPLOYMENTS, namespace)
+    assert [d["metadata"]["name"] for d in deployments] == [NAME]
+    assert deployments[0]["spec"]["replicas"] == 3
+    assert len(admin.list(CONFIGMAPS, namespace)) == 2  # the pipeline's and kube-root-ca.crt
+
+
+def test_a_second_replica_stands_by_until_the_leader_goes(
+    restored: Operator, kubectl: Kubectl, admin: Kube, namespace: str, tmp_path: Path
+) -> None:
+    leader = restored
+    standby = Operator(leader.env, tmp_path / "standby.log", identity="operator-b").start()
+    try:
+        wait_for(lambda: "held by operator-a" in standby.since_start(), what="the standby to see the leader")
+        kubectl.apply(sample(namespace))
+        wait_for(lambda: ready(admin, namespace), what="Ready=True")
+        assert lease_holder(admin) == "operator-a"
+        assert "is the leader" not in standby.since_start() and NAME not in standby.since_start()
+
+        assert leader.stop(signal.SIGTERM) == 0  # a clean stop releases the Lease at once
+        wait_for(standby.leading, 30, "the standby to take over")
+        assert lease_holder(admin) == "operator-b"
+        kubectl.run("scale", "-n", namespace, f"dp/{NAME}", "--replicas=2")
+        wait_for(
+            lambda: (admin.get(DEPLOYMENTS, namespace, NAME) or {}).get("spec", {}).get("replicas") == 2,
+            what="the new leader to scale the workers",
+        )
+    finally:
+        if standby.process is not None:
+            standby.stop()
+
+
+def test_a_lease_is_taken_over_only_after_it_expires(admin: Kube, kubectl: Kubectl, namespace: str) -> None:
+    now = [0.0]
+    name = f"lease-{uuid.uuid4().hex[:6]}"
+
+    def elector(identity: str) -> LeaderElector:
+        settings = OperatorSettings(
+            lease_namespace=namespace, lease_name=name, identity=identity, lease_duration_seconds=10
+        )
+        return LeaderElector(admin, settings, clock=lambda: now[0])
+
+    first, second = elector("first"), elector("second")
+    assert first.try_acquire() and not second.try_acquire()
+    now[0] += 9  # a record unchanged for less than the duration (by the standby's clock) is still held
+    assert not second.try_acquire()
+    assert first.try_acquire()  # renewed
+    assert not second.try_acquire()  # the standby sees the new record: its wait starts over
+    now[0] += 9
+    assert not second.try_acquire()
+    now[0] += 2  # no renewal seen for more than the duration: the Lease is free
+    assert second.try_acquire() and second.holder == "second"
+    assert not first.try_acquire() and first.holder == "second"
+
+    second.leading = True
+    second.release()
+    assert first.try_acquire()  # released: taken at once
+    lease = admin.get(LEASES, namespace, name)
+    assert lease is not None and lease["spec"]["leaseTransitions"] == 2
+
+
+def test_the_liveness_endpoint_answers(operator: Operator) -> None:
+    assert operator.healthy()
+
+
+def test_an_operator_watches_only_its_namespaces(
+    restored: Operator, kubectl: Kubectl, admin: Kube, tmp_path: Path
+) -> None:
+    watched, other = (f"op-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    for name in (watched, other):
+        kubectl.run("create", "namespace", name)
+    restored.stop()
+    scoped = Operator({**restored.env, "SLUICE_WATCH_NAMESPACES": watched}, tmp_path / "scoped.log", "operator-a")
+    try:
+        scoped.start()
+        kubectl.apply(sample(other))
+        kubectl.apply(sample(watched))
+        wait_for(lambda: ready(admin, watched), what="Ready=True in the watched namespace")
+        assert admin.get(DEPLOYMENTS, other, NAME) is None
+        assert "status" not in pipeline(admin, other)
+    finally:
+        if scoped.process is not None:
+            scoped.stop()
+        for name in (watched, other):
+            kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+def test_an_operator_that_loses_its_lease_stops(restored: Operator, admin: Kube) -> None:
+    lease = admin.get(LEASES, OPERATOR_NAMESPACE, "sluice-operator")
+    assert lease is not None and lease["spec"]["holderIdentity"] == restored.identity
+    lease["spec"]["holderIdentity"] = "an-intruder"  # as if another replica had taken over
+    admin.replace(LEASES, OPERATOR_NAMESPACE, "sluice-operator", lease)
+    process = restored.process
+    assert process is not None
+    assert process.wait(30) == 1  # stops acting at once, exits non-zero: the Deployment restarts it as a standby
+    assert "lost the Lease (held by an-intruder)" in restored.since_start()
+    restored.process = None
+    lease = admin.get(LEASES, OPERATOR_NAMESPACE, "sluice-operator")
+    assert lease is not None
+    admin.replace(
+        LEASES, OPERATOR_NAMESPACE, "sluice-operator", {**lease, "spec": {**lease["spec"], "holderIdentity": None}}
+    )

@@ -1,0 +1,146 @@
+"""The pure builders: the worker's ConfigMap and Deployment from a typed pipeline, the config hash, drift."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sluice_operator import builders
+from sluice_worker.model import DataPipeline, load_pipeline, parse_pipeline
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gophers-r-us.yaml"
+OWNER = builders.Owner(name="gophers-r-us", namespace="shop", uid="1234-5678")
+
+
+def pipeline(**spec: Any) -> DataPipeline:
+    manifest = yaml.safe_load(EXAMPLE.read_text())
+    manifest["metadata"]["namespace"] = "shop"
+    manifest["spec"] = {**copy.deepcopy(manifest["spec"]), **spec}
+    return parse_pipeline(manifest)
+
+
+def deployment(model: DataPipeline, image: str = "sluice-worker:1.0") -> dict[str, Any]:
+    config = builders.build_configmap(OWNER, model)["data"][builders.CONFIG_FILE]
+    return builders.build_deployment(
+        OWNER, model, default_image=image, config_hash=builders.config_hash(config), progress_deadline_seconds=90
+    )
+
+
+def container(made: dict[str, Any]) -> dict[str, Any]:
+    (only,) = made["spec"]["template"]["spec"]["containers"]
+    return dict(only)
+
+
+def test_the_configmap_holds_a_pipeline_the_worker_loads(tmp_path: Path) -> None:
+    model = pipeline(replicas=4, paused=True, image="custom:2", resources={"limits": {"memory": "1Gi"}})
+    made = builders.build_configmap(OWNER, model)
+    assert made["metadata"]["name"] == "gophers-r-us-pipeline" and made["metadata"]["namespace"] == "shop"
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(made["data"][builders.CONFIG_FILE])
+    loaded = load_pipeline(path)
+    assert loaded.metadata == model.metadata and loaded.group_id == "shop.gophers-r-us"
+    # The Deployment's fields are left out: the worker does not need them, and scaling must not roll pods.
+    assert loaded.spec == model.spec.model_copy(
+        update={"replicas": 1, "paused": False, "image": None, "resources": loaded.spec.resources}
+    )
+    assert "replicas" not in yaml.safe_load(made["data"][builders.CONFIG_FILE])["spec"]
+
+
+def test_the_config_hash_changes_with_the_config_only() -> None:
+    def hash_of(model: DataPipeline) -> str:
+        return builders.config_hash(builders.worker_config(model))
+
+    base = hash_of(pipeline())
+    assert hash_of(pipeline()) == base
+    for deployment_only in (
+        {"replicas": 5},
+        {"paused": True},
+        {"image": "x:1"},
+        {"resources": {"requests": {"cpu": "1"}}},
+    ):
+        assert hash_of(pipeline(**deployment_only)) == base, deployment_only
+    assert hash_of(pipeline(terminationGracePeriodSeconds=60)) != base
+    changed = pipeline()
+    transform = changed.spec.transform.model_copy(update={"required": ["id"]})
+    assert (
+        hash_of(changed.model_copy(update={"spec": changed.spec.model_copy(update={"transform": transform})})) != base
+    )
+
+
+def test_the_deployment_runs_the_worker_as_specified() -> None:
+    made = deployment(pipeline(replicas=3, terminationGracePeriodSeconds=45, resources={"requests": {"cpu": "250m"}}))
+    spec, meta = made["spec"], made["metadata"]
+    assert (meta["name"], meta["namespace"], spec["replicas"], spec["progressDeadlineSeconds"]) == (
+        "gophers-r-us",
+        "shop",
+        3,
+        90,
+    )
+    assert meta["ownerReferences"] == [
+        {"apiVersion": "sluice.dev/v1alpha1", "kind": "DataPipeline", "name": "gophers-r-us", "uid": "1234-5678",
+         "controller": True}
+    ]  # fmt: skip
+    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    pod = spec["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 45
+    assert pod["volumes"] == [{"name": "pipeline", "configMap": {"name": "gophers-r-us-pipeline"}}]
+    worker = container(made)
+    assert worker["image"] == "sluice-worker:1.0"
+    assert worker["args"] == ["--pipeline", "/etc/sluice/pipeline.yaml"]
+    assert "command" not in worker  # the image's entrypoint, tini, stays PID 1 and forwards SIGTERM
+    assert worker["resources"] == {"requests": {"cpu": "250m"}}
+    assert worker["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert worker["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert worker["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert {"name": "SLUICE_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in worker["env"]
+    assert worker["envFrom"] == [{"secretRef": {"name": "gophers-r-us-credentials", "optional": True}}]
+    assert spec["template"]["metadata"]["annotations"]["prometheus.io/port"] == "8080"
+
+
+def test_the_image_of_the_spec_wins_and_paused_means_zero_replicas() -> None:
+    made = deployment(pipeline(image="registry.example/sluice-worker:2", paused=True, replicas=4))
+    assert container(made)["image"] == "registry.example/sluice-worker:2"
+    assert made["spec"]["replicas"] == 0
+    assert "resources" not in container(deployment(pipeline()))
+
+
+def test_the_pods_are_selected_by_a_stable_selector() -> None:
+    assert builders.selector("p") == "app.kubernetes.io/name=sluice-worker,sluice.dev/pipeline=p"
+    assert builders.labels("p")[builders.MANAGED_BY] == builders.FIELD_MANAGER
+
+
+def test_the_owner_is_read_from_the_object() -> None:
+    body = {"metadata": {"name": "a", "namespace": "b", "uid": "c", "generation": 3}}
+    assert builders.Owner.of(body) == builders.Owner("a", "b", "c")
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda d: d["spec"].update(replicas=7), ["spec.replicas 7 -> 1"]),
+        (lambda d: d["spec"]["template"]["spec"]["containers"][0].update(image="evil:1"),
+         ["image 'evil:1' -> 'sluice-worker:1.0'"]),
+        (lambda d: d["spec"]["template"]["spec"].update(terminationGracePeriodSeconds=1),
+         ["terminationGracePeriodSeconds 1 -> 30"]),
+        (lambda d: d["status"].update(replicas=9), []),  # the status is not ours
+    ],
+    ids=["replicas", "image", "grace", "status"],
+)  # fmt: skip
+def test_drift_names_what_was_changed_by_hand(edit: Any, expected: list[str]) -> None:
+    desired = deployment(pipeline())
+    live = {**copy.deepcopy(desired), "status": {}}
+    edit(live)
+    assert builders.drift(desired, live) == expected
+
+
+def test_drift_of_a_deleted_or_edited_configmap() -> None:
+    desired = builders.build_configmap(OWNER, pipeline())
+    assert builders.drift(desired, None) == ["deleted"]
+    edited = copy.deepcopy(desired)
+    edited["data"][builders.CONFIG_FILE] = "edited: true\n"
+    (change,) = builders.drift(desired, edited)
+    assert change.startswith("pipeline.yaml 'edited: true\\n' -> \"apiVersion: sluice.dev/v1alpha1")
+    assert len(change) < 120

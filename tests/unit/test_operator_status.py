@@ -1,0 +1,153 @@
+"""Conditions read off a Deployment's status, their transition times, and the status document."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sluice_operator.status import (
+    PipelineStatus,
+    assess,
+    build_status,
+    condition,
+    failed,
+    merge_conditions,
+)
+
+T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def deployment(
+    *,
+    spec: int = 2,
+    replicas: int = 2,
+    updated: int = 2,
+    available: int = 2,
+    generation: int = 1,
+    observed: int = 1,
+    conditions: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    return {
+        "metadata": {"generation": generation},
+        "spec": {"replicas": spec},
+        "status": {
+            "observedGeneration": observed,
+            "replicas": replicas,
+            "updatedReplicas": updated,
+            "readyReplicas": available,
+            "availableReplicas": available,
+            "conditions": conditions or [],
+        },
+    }
+
+
+def verdicts(deployment_: dict[str, Any] | None, desired: int = 2, paused: bool = False) -> dict[str, tuple[str, str]]:
+    return {
+        kind: (v.status, v.reason) for kind, v in assess(deployment_, desired=desired, paused=paused).by_type().items()
+    }
+
+
+DEADLINE = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "timed out"}
+QUOTA = {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": "exceeded quota"}
+
+
+@pytest.mark.parametrize(
+    ("live", "desired", "paused", "expected"),
+    [
+        (deployment(), 2, False, {"Ready": ("True", "ReplicasAvailable"), "Progressing": ("False", "RolloutComplete"),
+                                  "Degraded": ("False", "AsExpected")}),
+        (None, 2, False, {"Ready": ("False", "DeploymentMissing"), "Progressing": ("True", "Creating"),
+                          "Degraded": ("False", "AsExpected")}),
+        (deployment(observed=0), 2, False, {"Ready": ("False", "RollingOut"), "Progressing": ("True", "RollingOut"),
+                                            "Degraded": ("False", "AsExpected")}),
+        (deployment(replicas=3, updated=1), 2, False, {"Ready": ("False", "RollingOut"),
+                                                       "Progressing": ("True", "RollingOut"),
+                                                       "Degraded": ("False", "AsExpected")}),
+        (deployment(spec=5, replicas=2, updated=2), 5, False, {"Ready": ("False", "ScalingUp"),
+                                                               "Progressing": ("True", "ScalingUp"),
+                                                               "Degraded": ("False", "AsExpected")}),
+        (deployment(spec=1, replicas=2, updated=2), 1, False, {"Ready": ("False", "ScalingDown"),
+                                                               "Progressing": ("True", "ScalingDown"),
+                                                               "Degraded": ("False", "AsExpected")}),
+        (deployment(available=1), 2, False, {"Ready": ("False", "ReplicasUnavailable"),
+                                             "Progressing": ("True", "WaitingForReplicas"),
+                                             "Degraded": ("False", "AsExpected")}),
+        (deployment(available=0, conditions=[DEADLINE]), 2, False, {
+            "Ready": ("False", "ReplicasUnavailable"), "Progressing": ("False", "ProgressDeadlineExceeded"),
+            "Degraded": ("True", "ProgressDeadlineExceeded")}),
+        (deployment(replicas=1, updated=1, available=1, conditions=[QUOTA]), 2, False, {
+            "Ready": ("False", "ScalingUp"), "Progressing": ("False", "FailedCreate"),
+            "Degraded": ("True", "FailedCreate")}),
+        (deployment(spec=0, replicas=0, updated=0, available=0), 0, True, {
+            "Ready": ("True", "Paused"), "Progressing": ("False", "Paused"), "Degraded": ("False", "AsExpected")}),
+        (deployment(spec=0, replicas=2, updated=2, available=2), 0, True, {
+            "Ready": ("False", "ScalingDown"), "Progressing": ("True", "ScalingDown"),
+            "Degraded": ("False", "AsExpected")}),
+        (deployment(spec=0, replicas=0, updated=0, available=0), 0, False, {
+            "Ready": ("True", "ScaledToZero"), "Progressing": ("False", "ScaledToZero"),
+            "Degraded": ("False", "AsExpected")}),
+    ],
+    ids=["available", "missing", "not-observed", "old-pods", "scaling-up", "scaling-down", "unavailable",
+         "deadline", "quota", "paused", "pausing", "zero"],
+)  # fmt: skip
+def test_conditions_follow_the_deployment(
+    live: dict[str, Any] | None, desired: int, paused: bool, expected: dict[str, tuple[str, str]]
+) -> None:
+    assert verdicts(live, desired, paused) == expected
+
+
+def test_a_stale_deadline_does_not_degrade_a_finished_rollout() -> None:
+    assert verdicts(deployment(conditions=[DEADLINE]))["Degraded"] == ("False", "AsExpected")
+
+
+def test_a_failure_is_degraded_and_stops_progress() -> None:
+    verdict = failed("InvalidSpec", "spec.source.topics: too short")
+    assert (verdict.ready.status, verdict.progressing.status, verdict.degraded.status) == ("False", "False", "True")
+    assert verdict.ready.message == "spec.source.topics: too short"
+
+
+def test_transition_times_change_only_with_the_status() -> None:
+    first = merge_conditions([], assess(deployment(available=1), desired=2, paused=False), 1, T0)
+    assert {c["lastTransitionTime"] for c in first} == {"2026-01-02T03:04:05Z"}
+    later = T0 + timedelta(minutes=5)
+    second = merge_conditions(first, assess(deployment(), desired=2, paused=False), 2, later)
+    times = {c["type"]: c["lastTransitionTime"] for c in second}
+    assert times == {"Ready": "2026-01-02T03:09:05Z", "Progressing": "2026-01-02T03:09:05Z",
+                     "Degraded": "2026-01-02T03:04:05Z"}  # fmt: skip
+    assert {c["observedGeneration"] for c in second} == {2}
+
+
+def test_the_status_document_has_the_counts_the_selector_and_the_conditions() -> None:
+    status = build_status(
+        generation=4,
+        assessment=assess(deployment(available=1), desired=2, paused=False),
+        deployment=deployment(available=1),
+        selector="a=b",
+        config_hash="abc",
+        previous={},
+        now=T0,
+    )
+    assert {k: v for k, v in status.items() if k != "conditions"} == {
+        "observedGeneration": 4,
+        "replicas": 2,
+        "readyReplicas": 1,
+        "availableReplicas": 1,
+        "selector": "a=b",
+        "configHash": "abc",
+    }
+    assert condition(status, "Ready")["reason"] == "ReplicasUnavailable"
+    assert PipelineStatus.model_validate(status).conditions is not None
+
+
+def test_a_failed_reconcile_keeps_the_last_config_hash() -> None:
+    status = build_status(
+        generation=5,
+        assessment=failed("InvalidSpec", "bad"),
+        deployment=None,
+        selector="a=b",
+        config_hash=None,
+        previous={"configHash": "old"},
+        now=T0,
+    )
+    assert status["configHash"] == "old" and status["replicas"] == 0
