@@ -80,6 +80,41 @@ def produce(bootstrap: str, count: int) -> None:
     producer.flush(60)
 
 
+def kubectl(env: dict[str, str], *args: str) -> str:
+    return subprocess.run(["kubectl", *args], env=env, check=True, capture_output=True, text=True).stdout
+
+
+def run_operator(stack: Stack) -> str:
+    """Installs the CRD, runs sluice-operator, applies the example; returns `kubectl get` of what it made."""
+    env = {**os.environ, **stack.env()}
+    kubectl(env, "apply", "--server-side", "--force-conflicts", "-f", str(REPO_DIR / "crds"))
+    kubectl(env, "wait", "--for=condition=Established", "--timeout=60s", "crd/datapipelines.sluice.dev")
+    log = REPO_DIR / ".stack" / "logs" / "demo-operator.log"
+    operator_env = {
+        **env,
+        "SLUICE_LEADER_ELECTION": "false",
+        "SLUICE_LIVENESS_HOST": "127.0.0.1",
+        "SLUICE_LIVENESS_PORT": "0",
+        "SLUICE_LAG_INTERVAL_SECONDS": "5",
+    }
+    print(f"running sluice-operator (log: {log}) and applying {EXAMPLE.relative_to(REPO_DIR)}", file=sys.stderr)
+    with open(log, "w") as out:
+        operator = subprocess.Popen(
+            [str(Path(sys.executable).with_name("sluice-operator"))],
+            env=operator_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        kubectl(env, "apply", "-f", str(EXAMPLE))
+        kubectl(env, "wait", "--for=condition=Ready", "--timeout=120s", "dp/gophers-r-us")
+        shown = kubectl(env, "get", "dp", "gophers-r-us")
+        return shown + "\n" + kubectl(env, "get", "deployment,configmap", "-l", "sluice.dev/pipeline=gophers-r-us")
+    finally:
+        operator.send_signal(signal.SIGTERM)
+        operator.wait(60)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=20_000)
@@ -87,9 +122,10 @@ def main() -> int:
     args = parser.parse_args()
 
     stack = Stack.attach(REPO_DIR / ".stack")
-    if stack is None or not (stack.has("kafka") and stack.has("cassandra")):
+    if stack is None or not all(stack.has(group) for group in ("kafka", "cassandra", "kube")):
         print("no local stack: run `make stack-up` first", file=sys.stderr)
         return 1
+    reconciled = run_operator(stack)
     env = stack.env()
     bootstrap, contact = env["KAFKA_BOOTSTRAP_SERVERS"], env["CASSANDRA_CONTACT_POINTS"]
     host, port = contact.rsplit(":", 1)
@@ -147,6 +183,8 @@ def main() -> int:
         f"(worker start to last durable row; includes connecting and joining the group)"
     )
     print(f"worker exited with code {code} after SIGTERM")
+    print("\nthe operator's side: the DataPipeline and the Deployment it reconciled (pods run on a kwok node)")
+    print(reconciled)
     session.cluster.shutdown()
     return 0 if code == 0 and sum(departments.values()) == args.events else 1
 
