@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 from cassandra import InvalidRequest
 from cassandra.cluster import Cluster, NoHostAvailable, Session
+from cassandra.policies import ConstantReconnectionPolicy
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from sluice_stack.process import free_port
@@ -165,7 +166,9 @@ class PipelineUnderTest:
     def session(self) -> Session:
         if self._session is None:
             host, port = self.contact_point.rsplit(":", 1)
-            self._session = Cluster([host], port=int(port)).connect()
+            # Reconnect within a second of a Cassandra restart (the driver's default backs off to minutes).
+            cluster = Cluster([host], port=int(port), reconnection_policy=ConstantReconnectionPolicy(1.0))
+            self._session = cluster.connect()
         return self._session
 
     def rows(self, timeout: float = 10) -> dict[str, tuple[object, ...]]:
@@ -185,13 +188,16 @@ class PipelineUnderTest:
     def wait_for_rows(self, count: int, timeout: float = 120) -> dict[str, tuple[object, ...]]:
         deadline = time.monotonic() + timeout
         rows: dict[str, tuple[object, ...]] = {}
+        error: Exception | None = None
         while time.monotonic() < deadline:
-            with contextlib.suppress(Exception):  # the table may not exist yet, or Cassandra be restarting
-                rows = self.rows()
+            try:
+                rows, error = self.rows(), None
                 if len(rows) >= count:
                     return rows
+            except Exception as exc:  # the table may not exist yet, or Cassandra be restarting
+                error = exc
             time.sleep(0.3)
-        raise AssertionError(f"{len(rows)} rows after {timeout:.0f}s, expected {count}")
+        raise AssertionError(f"{len(rows)} rows after {timeout:.0f}s, expected {count} (last error: {error!r})")
 
     def expected_rows(self) -> dict[str, tuple[object, ...]]:
         """What the table must hold: one row per good event, with the talk's department."""

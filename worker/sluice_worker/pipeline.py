@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import itertools
 import logging
@@ -23,7 +24,7 @@ from .model import DataPipeline
 from .offsets import OffsetTracker
 from .offsets import TopicPartition as TP
 from .settings import WorkerSettings
-from .sink import CassandraSink, PendingRow, connect_with_retry
+from .sink import ROWS_PER_BATCH, CassandraSink, PendingRow, connect_with_retry
 from .transform import Record, Rejection, compile_transform
 
 log = logging.getLogger("sluice.worker")
@@ -84,6 +85,8 @@ class PipelineWorker:
         self._last_commit = self._last_tick = 0.0
         self._consumer: Consumer | None = None
         self._dlq: DeadLetterPublisher | None = None
+        self._written = self.metrics.written.labels(self.spec.sink.table)
+        self._consumed = functools.cache(self.metrics.consumed.labels)  # one labelled child per topic
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -155,7 +158,7 @@ class PipelineWorker:
         self._dlq.poll(0)
 
     def _handle(self, messages: Iterable[Message]) -> None:
-        rows: dict[tuple[object, ...], list[PendingRow]] = {}
+        batches: dict[tuple[object, ...], list[PendingRow]] = {}
         for message in messages:
             if message.error():
                 log.warning("consumer error: %s", message.error())
@@ -163,16 +166,18 @@ class PipelineWorker:
             record = _to_record(message)
             tp = (record.topic, record.partition)
             self._offsets.consumed(tp, record.offset)
-            self.metrics.consumed.labels(record.topic).inc()
+            self._consumed(record.topic).inc()
             result = self._transform(record)
             if isinstance(result, Rejection):
                 self._dead_letter(record, result)
                 continue
-            pending = PendingRow(record, self._sink.bind_values(result, self._write_timestamp(record)))
-            key = (record.topic, record.partition, *self._sink.partition_of(pending))
-            rows.setdefault(key, []).append(pending)
-        for group in rows.values():  # an unlogged batch only ever holds one Cassandra partition
-            self._waiting.append(_Write(group))
+            statement = self._sink.bind(result, self._write_timestamp(record))
+            key = (record.topic, record.partition, self._sink.replicas_of(statement))
+            batch = batches.setdefault(key, [])
+            batch.append(PendingRow(record, statement))
+            if len(batch) == ROWS_PER_BATCH:  # a write holds rows of one Kafka partition for the same replicas
+                self._waiting.append(_Write(batches.pop(key)))
+        self._waiting.extend(_Write(batch) for batch in batches.values())
         self._pump()
 
     def _write_timestamp(self, record: Record) -> int:
@@ -206,7 +211,7 @@ class PipelineWorker:
             self.metrics.in_flight.set(self._in_flight)
             if error is None:
                 self.metrics.write_latency.observe(time.monotonic() - write.sent_at)
-                self.metrics.written.labels(self.spec.sink.table).inc(len(write.rows))
+                self._written.inc(len(write.rows))
                 for row in write.rows:
                     self._offsets.done(write.tp, row.record.offset)
                 if self._sink_down:
