@@ -21,7 +21,7 @@ WORKER: Final = "sluice-worker"
 
 # Spec fields that shape the Deployment rather than the worker's config: changing them must not change the
 # config hash (scaling would otherwise restart every pod).
-DEPLOYMENT_FIELDS: Final = frozenset({"replicas", "paused", "image", "resources"})
+DEPLOYMENT_FIELDS: Final = frozenset({"replicas", "paused", "image", "resources", "autoscaling"})
 
 Manifest = dict[str, Any]
 
@@ -91,6 +91,16 @@ def config_hash(config: str) -> str:
     return hashlib.sha256(config.encode()).hexdigest()[:16]
 
 
+def workers(pipeline: DataPipeline, autoscaled: int | None = None) -> int:
+    """The worker pods to run: none while paused, the autoscaler's count while it decides, else spec.replicas."""
+    spec = pipeline.spec
+    if spec.paused:
+        return 0
+    if spec.autoscaling.enabled and autoscaled is not None:
+        return autoscaled
+    return spec.replicas
+
+
 def _metadata(owner: Owner, name: str) -> dict[str, Any]:
     return {
         "name": name,
@@ -143,16 +153,22 @@ def _container(owner: Owner, pipeline: DataPipeline, default_image: str) -> dict
 
 
 def build_deployment(
-    owner: Owner, pipeline: DataPipeline, *, default_image: str, config_hash: str, progress_deadline_seconds: int
+    owner: Owner,
+    pipeline: DataPipeline,
+    *,
+    default_image: str,
+    config_hash: str,
+    progress_deadline_seconds: int,
+    autoscaled: int | None = None,
 ) -> Manifest:
-    """The worker Deployment: `paused` scales it to zero; everything else stays as the spec says."""
+    """The worker Deployment of `workers(pipeline, autoscaled)` pods; everything else as the spec says."""
     spec = pipeline.spec
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": _metadata(owner, deployment_name(owner.name)),
         "spec": {
-            "replicas": 0 if spec.paused else spec.replicas,
+            "replicas": workers(pipeline, autoscaled),
             "selector": {"matchLabels": selector_labels(owner.name)},
             "progressDeadlineSeconds": progress_deadline_seconds,
             "revisionHistoryLimit": 3,

@@ -15,9 +15,12 @@ from kubernetes.config import ConfigException
 from pydantic import ValidationError
 
 from .handlers import Handlers
-from .kube import ApiError, Kube
+from .kafka import OffsetReader
+from .kube import ApiError, Kube, Obj
 from .leader import LeaderElector, serve_health
+from .metrics import OperatorMetrics
 from .reconcile import PIPELINES, Reconciler
+from .scaler import Scaler
 from .settings import OperatorSettings, help_text, kopf_settings
 
 logger = logging.getLogger("sluice_operator")
@@ -27,14 +30,18 @@ ConfigMap and a Deployment of workers. Install the CRD (crds/) and the RBAC (dep
 Settings come from the environment; Kubernetes credentials from the pod's service account or $KUBECONFIG."""
 
 
+async def pipelines(kube: Kube, namespaces: Sequence[str]) -> list[Obj]:
+    """Every DataPipeline in the watched namespaces (all when none are named). Raises ApiError."""
+    scopes: list[str | None] = [*namespaces] or [None]
+    return [obj for ns in scopes for obj in await asyncio.to_thread(kube.list, PIPELINES, ns)]
+
+
 async def resync(reconciler: Reconciler, namespaces: Sequence[str], interval: float) -> None:
     """Reconciles every pipeline every `interval` seconds: a safety net under the watches."""
-    kube = reconciler.kube
     while True:
         await asyncio.sleep(interval)
         try:
-            scopes: list[str | None] = [*namespaces] or [None]
-            found = [obj for ns in scopes for obj in await asyncio.to_thread(kube.list, PIPELINES, ns)]
+            found = await pipelines(reconciler.kube, namespaces)
         except ApiError as error:
             logger.warning("resync: cannot list DataPipelines: %s", error)
             continue
@@ -46,23 +53,64 @@ async def resync(reconciler: Reconciler, namespaces: Sequence[str], interval: fl
                 logger.warning("resync of %s/%s failed: %s", meta["namespace"], meta["name"], error)
 
 
+async def check_lag(
+    handlers: Handlers, scaler: Scaler, namespaces: Sequence[str], interval: float, stop: asyncio.Event
+) -> None:
+    """Starts a lag check of every pipeline every `interval` seconds, each on its own: a Kafka that does not answer
+    delays no other pipeline, and a pipeline whose last check is still running skips a turn. Once `stop` is set
+    (a signal, or the Lease lost) the checks in flight are cancelled: they must not scale as a former leader.
+
+    Not a kopf timer: kopf puts a finalizer on every object that has a timer, and this operator uses none (a
+    pipeline deleted while the operator is down must go at once).
+    """
+    running: dict[tuple[str, str], asyncio.Task[None]] = {}
+    try:
+        while not stop.is_set():
+            try:
+                listed = await pipelines(scaler.kube, namespaces)
+            except ApiError as error:
+                logger.warning("lag checks: cannot list DataPipelines: %s", error)
+            else:
+                found = {(obj["metadata"]["namespace"], obj["metadata"]["name"]): obj for obj in listed}
+                scaler.retain(found)
+                running = {key: task for key, task in running.items() if not task.done()}
+                for key, obj in found.items():
+                    running.setdefault(key, asyncio.create_task(handlers.check_lag(obj)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+    finally:
+        for task in running.values():
+            task.cancel()
+
+
 async def run(settings: OperatorSettings) -> int:
     """Runs until SIGTERM/SIGINT (0) or until the Lease is lost (1)."""
     kube = Kube.from_environment(timeout=settings.api_timeout_seconds)
     elector = LeaderElector(kube, settings) if settings.leader_election else None
+    metrics = OperatorMetrics()
     health = None
     if settings.liveness_port:
         health = await serve_health(
-            settings.liveness_host, settings.liveness_port, elector.healthy if elector else lambda: True
+            settings.liveness_host,
+            settings.liveness_port,
+            elector.healthy if elector else lambda: True,
+            metrics.registry,
         )
     stop = asyncio.Event()
     background: list[asyncio.Task[None]] = []
     try:
         if elector is not None:
             await elector.acquire()
-            background.append(asyncio.create_task(elector.keep(on_lost=stop.set)))
-        reconciler = Reconciler(kube, settings)
-        handlers = Handlers(reconciler, settings.retry_delay_seconds)
+
+            def on_lost() -> None:
+                metrics.leader.set(0)
+                stop.set()
+
+            background.append(asyncio.create_task(elector.keep(on_lost=on_lost)))
+        metrics.leader.set(1)
+        reconciler = Reconciler(kube, settings, metrics=metrics)
+        scaler = Scaler(kube, OffsetReader(settings.kafka_timeout_seconds), metrics)
+        handlers = Handlers(reconciler, settings.retry_delay_seconds, scaler)
         registry = kopf.OperatorRegistry()
         kopf.on.login(registry=registry)(kopf.login_via_client)
 
@@ -75,6 +123,9 @@ async def run(settings: OperatorSettings) -> int:
             background.append(
                 asyncio.create_task(resync(reconciler, settings.watch_namespaces, settings.resync_seconds))
             )
+        if settings.lag_interval_seconds:
+            lag = check_lag(handlers, scaler, settings.watch_namespaces, settings.lag_interval_seconds, stop)
+            background.append(asyncio.create_task(lag))
         logger.info("watching %s", ", ".join(settings.watch_namespaces) or "all namespaces")
         await kopf.operator(
             registry=registry,

@@ -77,6 +77,11 @@ RULES: Final[dict[str, list[Schema]]] = {
         "rule": "(self.strategy == 'NetworkTopologyStrategy') == (has(self.datacenters) && size(self.datacenters) > 0)",
         "message": "datacenters are required with NetworkTopologyStrategy, and only allowed with it",
     }],
+    "autoscaling": [{
+        "rule": "!has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
+        "message": "minReplicas must not exceed maxReplicas",
+        "fieldPath": ".minReplicas",
+    }],
     "delivery.retryBackoff": [{
         "rule": "self.initialMs <= self.maxMs",
         "message": "initialMs must not exceed maxMs",
@@ -144,12 +149,19 @@ def _convert(node: Schema, definitions: Mapping[str, Schema], defaults: bool) ->
             out[key] = True
         elif key == "default":
             if defaults:
-                out[key] = copy.deepcopy(value)  # an object's in full: the API server checks it with the CEL
+                out[key] = _without_nulls(value)  # an object's in full: the API server checks it with the CEL
         elif key in _KEPT or key.startswith("x-kubernetes-"):
             out[key] = copy.deepcopy(value)
         else:
             raise SchemaError(f"JSON-schema keyword {key!r} has no structural equivalent")
     return _ordered(out)
+
+
+def _without_nulls(value: Any) -> Any:
+    """A default with its null members left out: unset is how null is written."""
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    return copy.deepcopy(value)
 
 
 _FIRST = ("type", "description", "format", "enum", "default", "nullable")
@@ -195,10 +207,16 @@ PRINTER_COLUMNS: Final = [
     {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas", "description": "Desired workers."},
     {"name": "Available", "type": "integer", "jsonPath": ".status.availableReplicas",
      "description": "Available workers."},
+    {"name": "Lag", "type": "integer", "jsonPath": ".status.lag",
+     "description": "Messages the consumer group has not committed."},
     {"name": "Topics", "type": "string", "jsonPath": ".spec.source.topics", "description": "Source topics."},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {"name": "Paused", "type": "boolean", "jsonPath": ".spec.paused", "priority": 1},
     {"name": "Reason", "type": "string", "jsonPath": _ready("reason"), "priority": 1},
+    {"name": "Autoscaling", "type": "boolean", "jsonPath": ".spec.autoscaling.enabled", "priority": 1},
+    {"name": "Partitions", "type": "integer", "jsonPath": ".status.partitions", "priority": 1},
+    {"name": "Msgs/s", "type": "number", "jsonPath": ".status.throughput", "priority": 1,
+     "description": "Messages per second the group committed lately."},
 ]  # fmt: skip
 
 

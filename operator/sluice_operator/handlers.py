@@ -2,34 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import kopf
+from sluice_worker.model import PipelineSpec
 
 from . import builders
 from .crd import GROUP, PLURAL, VERSION
-from .kube import ApiError
+from .kube import ApiError, Event, Obj
 from .reconcile import Observed, Outcome, Reconciler, owning_pipeline
+from .scaler import Scaler
 
 COMPONENT: Final = "sluice-operator"
 CHILD_ATTEMPTS: Final = 3
 SLOW_RETRY_SECONDS: Final = 60.0
 MAX_RETRY_SECONDS: Final = 300.0
 # Spec fields whose change is told by its own event rather than "Updated".
-_OWN_EVENTS: Final = frozenset({"replicas", "paused"})
+_OWN_EVENTS: Final = frozenset({"replicas", "paused", "autoscaling"})
 
 logger = logging.getLogger(__name__)
-
-
-class Event(NamedTuple):
-    """A Kubernetes event to post on a DataPipeline."""
-
-    type: str
-    reason: str
-    message: str
 
 
 def _changed(diff: Iterable[Sequence[Any]]) -> dict[str, tuple[Any, Any]]:
@@ -62,7 +57,7 @@ def change_events(cause: str, diff: Iterable[Sequence[Any]], outcome: Outcome) -
                             f"{workers} workers and ConfigMap {builders.configmap_name(name)}"))  # fmt: skip
     if cause == "update" and spec is not None:
         fields = _changed(diff)
-        if "replicas" in fields:
+        if "replicas" in fields and not spec.autoscaling.enabled:  # else the autoscaler tells its own changes
             old, new = fields["replicas"]
             note = " (paused: the Deployment stays at 0 until resumed)" if spec.paused else ""
             events.append(Event("Normal", "Scaled", f"Scaled from {old} to {new} workers{note}"))
@@ -72,12 +67,27 @@ def change_events(cause: str, diff: Iterable[Sequence[Any]], outcome: Outcome) -
                 events.append(Event("Normal", "Paused", message))
             else:
                 events.append(Event("Normal", "Resumed", f"Resumed with {spec.replicas} workers"))
+        if "autoscaling" in fields:
+            events.append(autoscaling_event(spec))
         others = sorted(set(fields) - _OWN_EVENTS)
         if others:
             changed = ", ".join(f"spec.{key}" for key in others)
             message = f"{changed} changed: rolling out config {outcome.config_hash}"
             events.append(Event("Normal", "Updated", message))
     return events + drift_events(outcome)
+
+
+def autoscaling_event(spec: PipelineSpec) -> Event:
+    """What spec.autoscaling now means for the workers."""
+    scaling = spec.autoscaling
+    if not scaling.enabled:
+        return Event("Normal", "Autoscaling", f"Autoscaling is off: spec.replicas ({spec.replicas}) decides")
+    most = "the partition count" if scaling.max_replicas is None else scaling.max_replicas
+    return Event("Normal", "Autoscaling", (
+        f"Autoscaling is on: minReplicas {scaling.min_replicas}, maxReplicas {most}, targetLagPerReplica "
+        f"{scaling.target_lag_per_replica}, scaleDownStabilizationSeconds {scaling.scale_down_stabilization_seconds}"
+        "; the operator sets spec.replicas"
+    ))  # fmt: skip
 
 
 def drift_events(outcome: Outcome) -> list[Event]:
@@ -89,10 +99,10 @@ def drift_events(outcome: Outcome) -> list[Event]:
 
 
 class Handlers:
-    """The kopf handlers of one operator, bound to its reconciler."""
+    """The kopf handlers of one operator, bound to its reconciler, and its lag checks, bound to its scaler."""
 
-    def __init__(self, reconciler: Reconciler, retry_delay: float) -> None:
-        self.reconciler, self.retry_delay = reconciler, retry_delay
+    def __init__(self, reconciler: Reconciler, retry_delay: float, scaler: Scaler | None = None) -> None:
+        self.reconciler, self.retry_delay, self.scaler = reconciler, retry_delay, scaler
 
     def register(self, registry: kopf.OperatorRegistry) -> None:
         """DataPipeline changes (with kopf's retries) and events of the children it labels as its own."""
@@ -101,6 +111,20 @@ class Handlers:
         children = {builders.MANAGED_BY: builders.FIELD_MANAGER}
         kopf.on.event("apps", "v1", "deployments", labels=children, registry=registry)(self.on_child)
         kopf.on.event("v1", "configmaps", labels=children, registry=registry)(self.on_child)
+
+    async def check_lag(self, body: Obj) -> None:
+        """One lag check of a pipeline (its status, metrics and autoscaling), then its events."""
+        assert self.scaler is not None
+        meta = body["metadata"]
+        try:
+            checked = await self.scaler.check(body)
+        except ApiError as error:
+            logger.warning("lag check of %s/%s failed: %s", meta["namespace"], meta["name"], error)
+            return
+        except Exception:  # a background task: say what went wrong, the next check runs anyway
+            logger.exception("lag check of %s/%s failed", meta["namespace"], meta["name"])
+            return
+        await asyncio.to_thread(self.post, checked.body, checked.events)
 
     def on_pipeline(self, body: kopf.Body, reason: str, diff: kopf.Diff, retry: int, **_: Any) -> None:
         """Create, update or resume of a DataPipeline: reconcile; API failures retry with a growing delay."""
@@ -112,7 +136,7 @@ class Handlers:
             raise kopf.TemporaryError(
                 f"reconcile failed (retry {retry + 1} in {delay:.0f}s): {error}", delay=delay
             ) from error
-        self.post(outcome, change_events(str(reason), diff, outcome))
+        self.post(outcome.body, change_events(str(reason), diff, outcome))
 
     def on_child(self, type: str | None, body: kopf.Body, resource: kopf.Resource, **_: Any) -> None:
         """A child changed or went away: reconcile its pipeline (the initial listing is left to resume)."""
@@ -131,19 +155,19 @@ class Handlers:
                 logger.warning("reconcile of %s/%s failed (%s), retrying", namespace, pipeline, error)
                 time.sleep(self.retry_delay)
                 continue
-            self.post(outcome, drift_events(outcome))
+            self.post(outcome.body, drift_events(outcome))
             return
 
-    def post(self, outcome: Outcome, events: Iterable[Event]) -> None:
+    def post(self, body: Obj | None, events: Iterable[Event]) -> None:
         """Posts events on the pipeline; an event that cannot be posted is logged, never fatal."""
-        if outcome.body is None:
+        if body is None:
             return
-        meta = outcome.body["metadata"]
+        meta = body["metadata"]
         for event in events:
             logger.info("%s/%s: %s %s: %s", meta["namespace"], meta["name"], event.type, event.reason, event.message)
             try:
                 self.reconciler.kube.post_event(
-                    outcome.body, type=event.type, reason=event.reason, message=event.message, component=COMPONENT
+                    body, type=event.type, reason=event.reason, message=event.message, component=COMPONENT
                 )
             except ApiError as error:
                 logger.warning("could not post event %s on %s/%s: %s", event.reason, meta["namespace"],

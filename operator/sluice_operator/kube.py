@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from urllib.parse import urlencode
 
 import urllib3
@@ -16,8 +16,17 @@ from kubernetes import client, config
 JSON: Final = "application/json"
 APPLY: Final = "application/apply-patch+yaml"
 MERGE: Final = "application/merge-patch+json"
+JSON_PATCH: Final = "application/json-patch+json"
 
 Obj = dict[str, Any]
+
+
+class Event(NamedTuple):
+    """A Kubernetes event to post on an object: Normal or Warning, a CamelCase reason, a message."""
+
+    type: str
+    reason: str
+    message: str
 
 
 class ApiError(Exception):
@@ -77,7 +86,7 @@ class Kube:
         self,
         method: str,
         path: str,
-        body: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | Sequence[Obj] | None = None,
         *,
         query: Mapping[str, str] | None = None,
         content_type: str = JSON,
@@ -123,6 +132,10 @@ class Kube:
         self, resource: Resource, namespace: str, name: str, patch: Mapping[str, Any], subresource: str | None = None
     ) -> Obj:
         return self.request("PATCH", resource.path(namespace, name, subresource), patch, content_type=MERGE)
+
+    def json_patch(self, resource: Resource, namespace: str, name: str, operations: Sequence[Obj]) -> Obj:
+        """RFC 6902 operations; a failed `test` operation is a 422."""
+        return self.request("PATCH", resource.path(namespace, name), operations, content_type=JSON_PATCH)
 
     def create(self, resource: Resource, namespace: str, body: Mapping[str, Any]) -> Obj:
         return self.request("POST", resource.path(namespace), body)

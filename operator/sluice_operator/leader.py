@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from .kube import LEASES, ApiError, Kube, Obj
 from .settings import OperatorSettings
@@ -137,17 +138,27 @@ class LeaderElector:
         return not self.leading or self.clock() - self.last_renewed <= self.renew_deadline + self.retry
 
 
-async def serve_health(host: str, port: int, healthy: Callable[[], bool]) -> web.AppRunner:
-    """Serves GET /healthz: 200 while `healthy()`, else 503. Returns the runner, to clean up."""
+async def serve_health(
+    host: str, port: int, healthy: Callable[[], bool], registry: CollectorRegistry | None = None
+) -> web.AppRunner:
+    """Serves GET /healthz (200 while `healthy()`, else 503) and the registry's /metrics. Returns the runner."""
 
     async def healthz(_: web.Request) -> web.Response:
         ok = healthy()
         return web.Response(status=200 if ok else 503, text="ok\n" if ok else "unhealthy\n")
 
+    async def metrics(_: web.Request) -> web.Response:
+        assert registry is not None
+        response = web.Response(body=generate_latest(registry))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
+    if registry is not None:
+        app.router.add_get("/metrics", metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
-    logger.info("liveness: http://%s:%d/healthz", host, port)
+    logger.info("liveness: http://%s:%d/healthz%s", host, port, ", /metrics" if registry is not None else "")
     return runner

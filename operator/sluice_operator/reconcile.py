@@ -14,6 +14,7 @@ from sluice_worker.model import API_VERSION, KIND, DataPipeline, PipelineError, 
 from . import builders, status
 from .crd import GROUP, PLURAL, VERSION
 from .kube import CONFIGMAPS, DEPLOYMENTS, ApiError, Kube, Obj, Resource
+from .metrics import OperatorMetrics
 from .settings import OperatorSettings
 
 PIPELINES: Final = Resource(f"{GROUP}/{VERSION}", PLURAL)
@@ -57,6 +58,17 @@ def _version(obj: Mapping[str, Any]) -> int | None:
         return None
 
 
+def validated(body: Mapping[str, Any]) -> DataPipeline:
+    """The typed pipeline of a DataPipeline object from the API server. Raises PipelineError."""
+    meta = body["metadata"]
+    return parse_pipeline({
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+        "spec": body.get("spec"),
+    })  # fmt: skip
+
+
 def controller_of(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The ownerReference with controller: true, if any."""
     refs = obj.get("metadata", {}).get("ownerReferences") or []
@@ -89,9 +101,14 @@ class Reconciler:
     """Level-triggered: each call makes the children match the current spec, whatever triggered it."""
 
     def __init__(
-        self, kube: Kube, settings: OperatorSettings, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self,
+        kube: Kube,
+        settings: OperatorSettings,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: OperatorMetrics | None = None,
     ) -> None:
         self.kube, self.settings, self.clock = kube, settings, clock
+        self.metrics = metrics or OperatorMetrics()
         self._guard = threading.Lock()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._applied: dict[tuple[str, str], dict[str, Applied]] = {}  # by pipeline, then kind
@@ -106,12 +123,18 @@ class Reconciler:
         Raises ApiError if the API server fails.
         """
         key = (namespace, name)
-        with self._lock(key):
-            body = self.kube.get(PIPELINES, namespace, name)
-            if body is None or body["metadata"].get("deletionTimestamp"):
-                self._applied.pop(key, None)  # its children go by garbage collection
-                return Outcome(body=None)
-            return self._reconcile(key, body, observed)
+        with self._lock(key), self.metrics.reconcile_seconds.time():
+            try:
+                body = self.kube.get(PIPELINES, namespace, name)
+                if body is None or body["metadata"].get("deletionTimestamp"):
+                    self._applied.pop(key, None)  # its children go by garbage collection
+                    return Outcome(body=None)
+                outcome = self._reconcile(key, body, observed)
+            except ApiError:
+                self.metrics.reconciles.labels("error").inc()
+                raise
+            self.metrics.reconciles.labels("ok" if outcome.problem is None else "invalid").inc()
+            return outcome
 
     def _drift(self, key: tuple[str, str], observed: Observed | None) -> dict[str, list[str]]:
         """What a hand edit changed in the observed child, compared with what was last applied to it.
@@ -135,12 +158,7 @@ class Reconciler:
             "ConfigMap": self.kube.get(CONFIGMAPS, owner.namespace, builders.configmap_name(owner.name)),
         }
         try:
-            pipeline = parse_pipeline({
-                "apiVersion": API_VERSION,
-                "kind": KIND,
-                "metadata": {"name": owner.name, "namespace": owner.namespace},
-                "spec": body.get("spec"),
-            })  # fmt: skip
+            pipeline = validated(body)
         except PipelineError as error:
             return self._failed(body, live["Deployment"], ("InvalidSpec", "; ".join(error.problems)))
         for kind, obj in live.items():
@@ -149,12 +167,14 @@ class Reconciler:
 
         configmap = builders.build_configmap(owner, pipeline)
         config_hash = builders.config_hash(configmap["data"][builders.CONFIG_FILE])
+        autoscaled = (body.get("status") or {}).get("desiredReplicas")
         deployment = builders.build_deployment(
             owner,
             pipeline,
             default_image=self.settings.default_worker_image,
             config_hash=config_hash,
             progress_deadline_seconds=self.settings.progress_deadline_seconds,
+            autoscaled=autoscaled,
         )
         repaired = self._drift(key, observed)
         try:
@@ -169,7 +189,7 @@ class Reconciler:
             "Deployment": Applied(deployment, _version(applied)),
         }
 
-        desired = 0 if pipeline.spec.paused else pipeline.spec.replicas
+        desired = builders.workers(pipeline, autoscaled)
         assessment = status.assess(applied, desired=desired, paused=pipeline.spec.paused)
         new_status = self._write_status(body, assessment, applied, config_hash)
         return Outcome(
@@ -192,7 +212,7 @@ class Reconciler:
         self, body: Obj, assessment: status.Assessment, deployment: Obj | None, config_hash: str | None
     ) -> Obj:
         meta = body["metadata"]
-        previous = body.get("status") or {}
+        previous = status.owned(body.get("status") or {}, status.RECONCILE_KEYS)  # the lag checks own the rest
         new_status = status.build_status(
             generation=meta.get("generation", 0),
             assessment=assessment,
@@ -203,8 +223,7 @@ class Reconciler:
             now=self.clock(),
         )
         if new_status != previous:
-            # Keys the new status leaves out are removed (merge patch null), the rest replaced.
-            patch = {key: None for key in previous if key not in new_status} | new_status
+            patch = status.merge_patch(previous, new_status, status.RECONCILE_KEYS)
             self.kube.merge_patch(PIPELINES, meta["namespace"], meta["name"], {"status": patch}, "status")
             summary = _summary(new_status)
             if summary != _summary(previous):

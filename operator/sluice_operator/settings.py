@@ -61,6 +61,10 @@ class OperatorSettings(BaseSettings):
     )
     api_timeout_seconds: float = Field(default=30.0, gt=0, description="Timeout of other API requests.")
     retry_delay_seconds: float = Field(default=5.0, gt=0, description="Delay before a failed reconcile retries.")
+    lag_interval_seconds: float = Field(
+        default=30.0, ge=0, description="Read each pipeline's lag from Kafka and autoscale it this often; 0: never."
+    )
+    kafka_timeout_seconds: float = Field(default=10.0, gt=0, description="Timeout of each Kafka admin request.")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     log_format: Literal["text", "json"] = Field(default="text", description="text, or json: one object a line.")
 

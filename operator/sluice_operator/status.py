@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -54,6 +54,30 @@ class PipelineStatus(StatusModel):
         description="Ready, Progressing and Degraded.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
+    lag: int | None = Field(
+        default=None, ge=0, description="Messages of the source topics the consumer group has not committed yet."
+    )
+    partitions: int | None = Field(default=None, ge=0, description="Partitions of the source topics.")
+    throughput: float | None = Field(
+        default=None, ge=0, description="Messages per second the group committed between the last two lag checks."
+    )
+    desired_replicas: int | None = Field(
+        default=None, ge=0, description="Workers the autoscaler decided on last, while spec.autoscaling is enabled."
+    )
+    last_scale_time: str | None = Field(
+        default=None,
+        json_schema_extra={"format": "date-time"},
+        description="When the autoscaler last changed the number of workers, RFC 3339.",
+    )
+
+
+def _aliases(names: Sequence[str]) -> frozenset[str]:
+    return frozenset(PipelineStatus.model_fields[name].alias or name for name in names)
+
+
+# The status keys the lag checks write; the reconciler writes the others. Each merge-patches only its own.
+LAG_KEYS: Final = _aliases(("lag", "partitions", "throughput", "desired_replicas", "last_scale_time"))
+RECONCILE_KEYS: Final = _aliases([name for name in PipelineStatus.model_fields]) - LAG_KEYS
 
 
 @dataclass(frozen=True)
@@ -183,7 +207,7 @@ def build_status(
     previous: Mapping[str, Any],
     now: datetime,
 ) -> dict[str, Any]:
-    """The whole `status` of a DataPipeline: counts from its Deployment, conditions from the assessment."""
+    """The reconciler's part of the status (RECONCILE_KEYS): counts from the Deployment, conditions."""
     counts = (deployment or {}).get("status", {})
     status = PipelineStatus(
         observed_generation=generation,
@@ -203,3 +227,13 @@ def build_status(
 def condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
     """The condition of that type in a status, or an empty mapping."""
     return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
+
+
+def owned(status: Mapping[str, Any], keys: frozenset[str]) -> dict[str, Any]:
+    """The part of a status that one writer (RECONCILE_KEYS or LAG_KEYS) owns."""
+    return {key: value for key, value in status.items() if key in keys}
+
+
+def merge_patch(previous: Mapping[str, Any], new: Mapping[str, Any], keys: frozenset[str]) -> dict[str, Any]:
+    """The merge patch from one writer's part of `previous` to `new`: its keys left out of `new` are removed."""
+    return {key: None for key in owned(previous, keys) if key not in new} | dict(new)

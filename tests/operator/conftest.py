@@ -76,13 +76,21 @@ def operator_env(operator_kubeconfig: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def operator(crd: None, operator_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+def module_env() -> dict[str, str]:
+    """Settings a test module gives its operator on top of `operator_env` (a module overrides this fixture)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def operator(
+    crd: None, operator_env: dict[str, str], module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
     """The operator as its service account, for one test module (tests may restart it).
 
     Module-scoped: it stops before other suites run, so it never acts on their objects.
     """
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    running = Operator(operator_env, log, identity="operator-a").start()
+    running = Operator({**operator_env, **module_env}, log, identity="operator-a").start()
     wait_for(running.leading, 30, "the operator to take the Lease")
     yield running
     if running.process is not None:

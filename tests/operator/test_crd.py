@@ -46,11 +46,14 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
         (_set("sink.createTable.replication.strategy", "NetworkTopologyStrategy"), "datacenters are required"),
         (_set("surprise", True), 'unknown field "spec.surprise"'),
         (_set("resources.requests", {"cpu": "lots"}), "spec.resources.requests.cpu in body should match"),
+        (_set("autoscaling", {"enabled": True, "minReplicas": 4, "maxReplicas": 2}),
+         "spec.autoscaling.minReplicas: Invalid value: \"object\": minReplicas must not exceed maxReplicas"),
+        (_set("autoscaling.targetLagPerReplica", 0), "spec.autoscaling.targetLagPerReplica in body should be greater"),
     ],
     ids=[
         "no-topics", "negative-replicas", "unknown-consistency", "no-in-flight", "duplicate-topics",
         "bad-keyspace", "sasl-without-credentials", "path-with-key", "grace-below-margin", "backoff",
-        "replication", "unknown-field", "bad-quantity",
+        "replication", "unknown-field", "bad-quantity", "autoscaling-bounds", "autoscaling-target",
     ],
 )  # fmt: skip
 def test_invalid_pipelines_are_refused(

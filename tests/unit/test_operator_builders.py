@@ -60,6 +60,7 @@ def test_the_config_hash_changes_with_the_config_only() -> None:
         {"paused": True},
         {"image": "x:1"},
         {"resources": {"requests": {"cpu": "1"}}},
+        {"autoscaling": {"enabled": True, "maxReplicas": 6}},
     ):
         assert hash_of(pipeline(**deployment_only)) == base, deployment_only
     assert hash_of(pipeline(terminationGracePeriodSeconds=60)) != base
@@ -68,6 +69,20 @@ def test_the_config_hash_changes_with_the_config_only() -> None:
     assert (
         hash_of(changed.model_copy(update={"spec": changed.spec.model_copy(update={"transform": transform})})) != base
     )
+
+
+def test_the_workers_are_the_autoscalers_while_it_decides() -> None:
+    autoscaled = pipeline(replicas=2, autoscaling={"enabled": True})
+    assert builders.workers(autoscaled, autoscaled=5) == 5  # a hand edit of spec.replicas never reaches the pods
+    assert builders.workers(autoscaled) == 2  # before its first decision
+    assert builders.workers(pipeline(replicas=2), autoscaled=5) == 2  # a leftover of autoscaling switched off
+    assert builders.workers(pipeline(replicas=2, paused=True, autoscaling={"enabled": True}), autoscaled=5) == 0
+    config = builders.worker_config(autoscaled)
+    made = builders.build_deployment(
+        OWNER, autoscaled, default_image="w:1", config_hash=builders.config_hash(config),
+        progress_deadline_seconds=90, autoscaled=4,
+    )  # fmt: skip
+    assert made["spec"]["replicas"] == 4
 
 
 def test_the_deployment_runs_the_worker_as_specified() -> None:

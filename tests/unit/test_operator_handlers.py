@@ -94,3 +94,24 @@ def test_children_are_traced_to_the_controlling_pipeline() -> None:
     assert owning_pipeline(child({**ours, "controller": False})) is None
     assert owning_pipeline(child({**ours, "apiVersion": "other.dev/v1"})) is None
     assert owning_pipeline({"metadata": {}}) is None
+
+
+def test_with_autoscaling_the_autoscaler_tells_the_scaling() -> None:
+    autoscaled = pipeline(replicas=3, autoscaling={"enabled": True})
+    diff = [("change", ("spec", "replicas"), 1, 3)]
+    assert change_events("update", diff, outcome(pipeline=autoscaled)) == []  # its ScaledUp event says why
+
+
+def test_turning_autoscaling_on_and_off_is_told() -> None:
+    on = pipeline(autoscaling={"enabled": True, "minReplicas": 2, "targetLagPerReplica": 500})
+    diff = [("add", ("spec", "autoscaling", "enabled"), None, True)]
+    assert change_events("update", diff, outcome(pipeline=on)) == [
+        Event("Normal", "Autoscaling", "Autoscaling is on: minReplicas 2, maxReplicas the partition count, "
+              "targetLagPerReplica 500, scaleDownStabilizationSeconds 300; the operator sets spec.replicas"),
+    ]  # fmt: skip
+    capped = pipeline(autoscaling={"enabled": True, "maxReplicas": 4})
+    assert "maxReplicas 4," in change_events("update", diff, outcome(pipeline=capped))[0].message
+    off = pipeline(replicas=4, autoscaling={"enabled": False})
+    assert change_events("update", diff, outcome(pipeline=off)) == [
+        Event("Normal", "Autoscaling", "Autoscaling is off: spec.replicas (4) decides")
+    ]

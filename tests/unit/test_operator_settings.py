@@ -26,6 +26,7 @@ def test_defaults_watch_every_namespace_with_leader_election() -> None:
     assert settings.default_worker_image == "sluice-worker:0.1.0"
     assert settings.leader_election and settings.lease_name == "sluice-operator"
     assert settings.renew_interval_seconds < settings.renew_deadline_seconds < settings.lease_duration_seconds
+    assert (settings.lag_interval_seconds, settings.kafka_timeout_seconds) == (30, 10)
 
 
 def test_the_environment_decides(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,7 +42,13 @@ def test_the_environment_decides(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("SLUICE_LIVENESS_PORT", "70000"), ("SLUICE_LOG_LEVEL", "LOUD"), ("SLUICE_LEASE_DURATION_SECONDS", "1")],
+    [
+        ("SLUICE_LIVENESS_PORT", "70000"),
+        ("SLUICE_LOG_LEVEL", "LOUD"),
+        ("SLUICE_LEASE_DURATION_SECONDS", "1"),
+        ("SLUICE_LAG_INTERVAL_SECONDS", "-1"),
+        ("SLUICE_KAFKA_TIMEOUT_SECONDS", "0"),
+    ],
 )
 def test_invalid_settings_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
@@ -66,7 +73,13 @@ def test_help_lists_the_environment(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert exited.value.code == 0
     out = capsys.readouterr().out
-    for name in ("SLUICE_WATCH_NAMESPACES", "SLUICE_DEFAULT_WORKER_IMAGE", "SLUICE_LIVENESS_PORT", "SLUICE_LEASE_NAME"):
+    for name in (
+        "SLUICE_WATCH_NAMESPACES",
+        "SLUICE_DEFAULT_WORKER_IMAGE",
+        "SLUICE_LIVENESS_PORT",
+        "SLUICE_LEASE_NAME",
+        "SLUICE_LAG_INTERVAL_SECONDS",
+    ):
         assert name in out
 
 

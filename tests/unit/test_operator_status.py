@@ -7,12 +7,16 @@ from typing import Any
 
 import pytest
 from sluice_operator.status import (
+    LAG_KEYS,
+    RECONCILE_KEYS,
     PipelineStatus,
     assess,
     build_status,
     condition,
     failed,
     merge_conditions,
+    merge_patch,
+    owned,
 )
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -151,3 +155,14 @@ def test_a_failed_reconcile_keeps_the_last_config_hash() -> None:
         now=T0,
     )
     assert status["configHash"] == "old" and status["replicas"] == 0
+
+
+def test_the_reconciler_and_the_lag_checks_each_write_only_their_own_keys() -> None:
+    assert {"lag", "partitions", "throughput", "desiredReplicas", "lastScaleTime"} == LAG_KEYS
+    assert not LAG_KEYS & RECONCILE_KEYS
+    assert {field.alias for field in PipelineStatus.model_fields.values()} == LAG_KEYS | RECONCILE_KEYS
+    live = {"replicas": 2, "selector": "a=b", "lag": 40, "desiredReplicas": 2}
+    assert owned(live, LAG_KEYS) == {"lag": 40, "desiredReplicas": 2}
+    # A key of the writer's that the new document leaves out is removed; the other writer's are left alone.
+    assert merge_patch(live, {"lag": 0}, LAG_KEYS) == {"desiredReplicas": None, "lag": 0}
+    assert merge_patch(live, {"replicas": 3}, RECONCILE_KEYS) == {"selector": None, "replicas": 3}

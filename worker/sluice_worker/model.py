@@ -341,6 +341,32 @@ class Resources(SpecModel):
     limits: dict[str, str] = Field(default_factory=dict, description="Resource limits, e.g. memory: 256Mi.")
 
 
+class AutoscalingSpec(SpecModel):
+    """While enabled, the operator sets `replicas` from the consumer group's lag."""
+
+    enabled: bool = Field(
+        default=False,
+        description="The operator owns `replicas`: it sets them from the lag, and overrides kubectl scale.",
+    )
+    min_replicas: int = Field(default=1, ge=0, description="Fewest workers, also with no lag.")
+    max_replicas: int | None = Field(default=None, ge=1, description="Most workers; unset: the partition count.")
+    target_lag_per_replica: int = Field(
+        default=1000, ge=1, description="Messages of lag one worker is expected to work off: workers = lag / this."
+    )
+    scale_down_stabilization_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=86_400,
+        description="Scale down only to the highest worker count the lag asked for in this many seconds.",
+    )
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> AutoscalingSpec:
+        if self.max_replicas is not None and self.min_replicas > self.max_replicas:
+            raise ValueError(f"minReplicas ({self.min_replicas}) must not exceed maxReplicas ({self.max_replicas})")
+        return self
+
+
 class PipelineSpec(SpecModel):
     """What a DataPipeline runs (source, transform, sink, delivery) and how its workers are deployed."""
 
@@ -348,7 +374,12 @@ class PipelineSpec(SpecModel):
     transform: TransformSpec = Field(description="How each message becomes a row.")
     sink: SinkSpec = Field(description="The Cassandra side.")
     delivery: DeliverySpec = Field(default=DeliverySpec(), description="Batching, retries and dead letters.")
-    replicas: int = Field(default=1, ge=0, description="Worker pods (beyond the partition count, idle).")
+    replicas: int = Field(
+        default=1,
+        ge=0,
+        description="Worker pods (beyond the partition count, idle); set by the operator while autoscaling is enabled.",
+    )
+    autoscaling: AutoscalingSpec = Field(default=AutoscalingSpec(), description="Lag-driven worker count.")
     paused: bool = Field(default=False, description="Scale workers to zero, keeping committed offsets.")
     image: str | None = Field(default=None, min_length=1, description="Unset: the operator's worker image.")
     termination_grace_period_seconds: int = Field(default=30, ge=1, description="To drain writes and commit.")

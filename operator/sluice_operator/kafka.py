@@ -1,0 +1,121 @@
+"""Reads a consumer group's offsets with Kafka's admin API; the operator never joins the group."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicCollection, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]  # not in __all__
+from sluice_worker.model import SourceSpec
+
+from .lag import PartitionOffsets, Snapshot
+
+logger = logging.getLogger(__name__)
+
+NO_OFFSET = -1001  # librdkafka's OFFSET_INVALID: the group has committed nothing
+
+T = TypeVar("T")
+
+
+class LagUnavailable(Exception):
+    """The group's offsets cannot be read now (broker unreachable, topic missing, SASL, ...)."""
+
+
+def admin_config(source: SourceSpec) -> dict[str, str]:
+    """The admin client's settings for a pipeline's brokers. Raises LagUnavailable for SASL.
+
+    SASL credentials are environment variables of the workers, from a Secret the operator may not read.
+    """
+    if source.security_protocol.startswith("SASL_"):
+        raise LagUnavailable(
+            f"securityProtocol {source.security_protocol}: the operator has no SASL credentials (only the "
+            "workers read them), so it cannot read the lag"
+        )
+    config = {
+        "bootstrap.servers": source.bootstrap_servers,
+        "security.protocol": source.security_protocol,
+        "client.id": "sluice-operator",
+    }
+    if source.ssl_ca_location:
+        config["ssl.ca.location"] = source.ssl_ca_location
+    return config
+
+
+def _key(config: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(config.items()))
+
+
+class OffsetReader:
+    """Snapshots of consumer groups' offsets; one admin client per distinct broker configuration."""
+
+    def __init__(self, timeout: float, clock: Callable[[], float] = time.time) -> None:
+        self.timeout, self.clock = timeout, clock
+        self._clients: dict[tuple[tuple[str, str], ...], AdminClient] = {}
+        self._guard = threading.Lock()
+
+    def _client(self, source: SourceSpec) -> AdminClient:
+        config = admin_config(source)
+        with self._guard:
+            key = _key(config)
+            if key not in self._clients:
+                # librdkafka's own logs stay quiet: a failed read says what went wrong.
+                self._clients[key] = AdminClient({**config, "log_level": 0}, logger=logger)
+            return self._clients[key]
+
+    async def _result(self, future: Future[T], what: str) -> T:
+        """The result of a request: awaited, so that no thread waits on a broker that does not answer."""
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout + 5)
+        except (KafkaException, TimeoutError) as error:
+            raise LagUnavailable(f"{what}: {error}") from error
+
+    async def read(self, source: SourceSpec, group_id: str) -> Snapshot:
+        """The earliest, latest and committed offset of every partition of the source topics.
+
+        Raises LagUnavailable; then the admin client is dropped, so a dead cluster keeps no client reconnecting.
+        """
+        try:
+            return await self._read(self._client(source), source, group_id)
+        except LagUnavailable:
+            with self._guard:
+                self._clients.pop(_key(admin_config(source)), None)
+            raise
+
+    async def _read(self, admin: AdminClient, source: SourceSpec, group_id: str) -> Snapshot:
+        timeout = {"request_timeout": self.timeout}
+        described = admin.describe_topics(TopicCollection(list(source.topics)), **timeout)
+        partitions = [
+            TopicPartition(topic, info.id)
+            for topic, future in described.items()
+            for info in (await self._result(future, f"topic {topic}")).partitions
+        ]
+        if not partitions:
+            raise LagUnavailable(f"the topics {', '.join(source.topics)} have no partitions")
+        request = [ConsumerGroupTopicPartitions(group_id, partitions)]
+        committed = admin.list_consumer_group_offsets(request, **timeout)[group_id]
+        latest = admin.list_offsets({p: OffsetSpec.latest() for p in partitions}, **timeout)  # type: ignore[no-untyped-call]
+        earliest = admin.list_offsets({p: OffsetSpec.earliest() for p in partitions}, **timeout)  # type: ignore[no-untyped-call]
+        taken = self.clock()
+        group = await self._result(committed, f"offsets of group {group_id}")
+        commits = {(p.topic, p.partition): p.offset for p in group.topic_partitions or []}
+        highs, lows = await self._offsets(latest, "latest offsets"), await self._offsets(earliest, "earliest offsets")
+        return Snapshot(
+            taken=taken,
+            partitions={
+                key: PartitionOffsets(
+                    earliest=lows[key],
+                    latest=highs[key],
+                    committed=None if commits.get(key, NO_OFFSET) < 0 else commits[key],
+                )
+                for key in sorted(highs)
+            },
+        )
+
+    async def _offsets(self, futures: Mapping[TopicPartition, Future[Any]], what: str) -> dict[tuple[str, int], int]:
+        return {(p.topic, p.partition): int((await self._result(f, what)).offset) for p, f in futures.items()}
