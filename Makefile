@@ -65,3 +65,10 @@ chart-lint: venv ## helm lint the chart and check its renderings (helm from `mak
 crds: venv ## regenerate crds/ (and the chart's copy) from the pydantic models; a test fails while stale
 	$(PY) -m sluice_operator.crd --output crds/datapipelines.sluice.dev.yaml
 	cp crds/datapipelines.sluice.dev.yaml charts/sluice/crds/
+
+# -- benchmarks (bench/; README "Benchmarks") -------------------------------------------------------------
+BENCH_ARGS ?=
+
+
+bench: venv ## throughput vs the machine's ceilings, Benthos and a naive loop; the operator at scale (BENCH_ARGS=--quick)
+	PYTHONPATH=hack $(PY) -m bench.run $(BENCH_ARGS)

@@ -1,0 +1,124 @@
+"""The readable table and the one-line JSON summary `make bench` ends with."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .systems import Result
+from .systems.operator import OperatorResult
+
+TARGETS = {"ratio_to_ceiling": 0.8, "speedup_vs_naive": 10.0, "ratio_to_benthos": 1.0}
+OPERATOR_TARGET = (1000, 60.0)  # 1,000 pipelines reconciled in under 60 s
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def summary(
+    results: dict[str, Result],
+    messages: int,
+    partitions: int,
+    benthos_error: str | None,
+    benthos_build_seconds: float | None,
+    operator: OperatorResult | None,
+    operator_error: str | None,
+    profile: str | None,
+) -> dict[str, Any]:
+    """The JSON object: the issue's keys first, then what explains them."""
+
+    def rate(key: str) -> float | None:
+        return round(results[key].window.rate) if key in results else None
+
+    def per_1k(key: str) -> float | None:
+        return round(results[key].cpu_per_1k, 4) if key in results else None
+
+    sluice, consume = rate("sluice"), rate("consume")
+    # The driver's ceiling is the faster of its two ways of sending (one row a request, replica batches).
+    driver_rates = [r for r in (rate("driver"), rate("driver_batched")) if r is not None]
+    driver = max(driver_rates) if driver_rates else None
+    ceilings = [c for c in (driver, consume) if c is not None]
+    out: dict[str, Any] = {
+        "sluice_msgs_per_s": sluice,
+        "sluice_cpu_s_per_1k": per_1k("sluice"),
+        "naive_msgs_per_s": rate("naive"),
+        "driver_ceiling_per_s": driver,
+        "consume_ceiling_per_s": consume,
+        "benthos_msgs_per_s": rate("benthos"),
+        "ratio_to_ceiling": _ratio(sluice, min(ceilings)) if ceilings else None,
+        "speedup_vs_naive": _ratio(sluice, rate("naive")),
+        "ratio_to_benthos": _ratio(sluice, rate("benthos")),
+    }
+    for size in (200, 1000):
+        scale = next((s for s in operator.scales if s.pipelines == size), None) if operator else None
+        out[f"operator_{size}_pipelines_s"] = round(scale.seconds, 1) if scale else None
+    out["operator_peak_rss_mb"] = round(operator.peak_rss_bytes / 2**20, 1) if operator else None
+    out["operator_error"] = operator_error
+    out["benthos_error"] = benthos_error
+    out |= {
+        "messages": messages,
+        "partitions": partitions,
+        "cpus": os.cpu_count(),
+        "naive_messages": results["naive"].window.count if "naive" in results else None,
+        "benthos_cpu_s_per_1k": per_1k("benthos"),
+        "benthos_build_s": round(benthos_build_seconds, 1) if benthos_build_seconds is not None else None,
+        "sluice_startup_s": round(results["sluice"].window.startup, 2) if "sluice" in results else None,
+        "driver_single_row_per_s": rate("driver"),
+        "driver_single_row_setting": results["driver"].detail if "driver" in results else None,
+        "driver_batched_per_s": rate("driver_batched"),
+        "driver_batched_setting": results["driver_batched"].detail if "driver_batched" in results else None,
+        "operator_replicas": operator.replicas if operator else None,
+    }
+    for key, result in results.items():
+        out[f"machine_busy_{key}"] = round(result.cpu.machine_busy, 3)
+    if profile:
+        out["profile"] = profile
+    return out
+
+
+def table(results: dict[str, Result], summary: dict[str, Any], operator: OperatorResult | None) -> str:
+    """Systems, fastest first, then the ratios against their targets, then the operator."""
+    cpus = os.cpu_count() or 1
+    header = (
+        f"{'system':<52} {'msgs/s':>8} {'msgs':>8} {'secs':>6} {'CPU s/1k':>8} "
+        f"{'own cores':>9} {'Cassandra':>9} {'Kafka':>6} {'machine':>7}  notes"
+    )
+    lines = [header, "-" * len(header)] if results else []
+    for result in sorted(results.values(), key=lambda r: -r.window.rate):
+        w, cpu = result.window, result.cpu
+
+        def cores(name: str, cpu: Any = cpu, w: Any = w) -> str:
+            return f"{cpu.seconds.get(name, 0.0) / w.seconds:.2f}" if w.seconds else "-"
+
+        lines.append(
+            f"{result.title:<52} {w.rate:>8,.0f} {w.count:>8,} {w.seconds:>6.1f} {result.cpu_per_1k:>8.3f} "
+            f"{cores('process'):>9} {cores('cassandra'):>9} {cores('kafka'):>6} "
+            f"{cpu.machine_busy * 100:>6.0f}%  {result.detail}".rstrip()
+        )
+    if results:
+        lines.append(
+            f"(own cores, Cassandra, Kafka: CPU cores each used in the window; machine: busy share of {cpus} CPUs)"
+        )
+        lines.append("")
+    for key, target in TARGETS.items():
+        value = summary[key]
+        verdict = "n/a" if value is None else ("met" if value >= target else "MISSED")
+        lines.append(f"{key:<18} {value if value is not None else 'null':>8}   target >= {target:<5} {verdict}")
+    if summary["benthos_error"]:
+        lines.append(f"benthos: null ({summary['benthos_error']})")
+    lines.append("")
+    if operator is not None:
+        for scale in operator.scales:
+            verdict = ""
+            if scale.pipelines == OPERATOR_TARGET[0]:
+                verdict = "met" if scale.seconds < OPERATOR_TARGET[1] else "MISSED"
+                verdict = f"  target < {OPERATOR_TARGET[1]:.0f}s {verdict}"
+            lines.append(
+                f"operator: {scale.pipelines:>5,} DataPipelines -> all Deployments in {scale.seconds:6.1f}s "
+                f"(creating them took {scale.apply_seconds:.1f}s; operator CPU {scale.operator_cpu_seconds:.1f}s, "
+                f"peak RSS {scale.peak_rss_bytes / 2**20:.0f} MiB){verdict}"
+            )
+    else:
+        lines.append(f"operator: null ({summary['operator_error']})")
+    return "\n".join(lines)

@@ -1,0 +1,252 @@
+"""`make bench`: Sluice against this machine's limits and against its peers, all in one run.
+
+Produces N Gophers R Us store events to a fresh topic, then measures, each with a table of its own that
+must hold exactly the expected rows: the consume ceiling, the driver ceiling, one sluice-worker, Benthos
+and the naive loop; then the operator at 200 and 1,000 DataPipelines. Prints a table, then on the last line
+one JSON object. Exits non-zero if any count is wrong or a system fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import yaml
+from sluice_stack import Stack  # PYTHONPATH=hack, as the Makefile sets it
+
+from . import profile as profiling
+from . import report
+from .measure import BenchError
+from .systems import Context, Result, benthos, consume, driver, naive, operator, sluice
+from .systems.operator import OperatorResult
+from .tables import Tables
+from .workload import (
+    REPO_DIR,
+    UNKNOWN_ITEMS,
+    Pipeline,
+    create_topic,
+    delete_topic,
+    expected_departments,
+    make_events,
+    produce,
+)
+
+SYSTEMS = ("consume", "driver", "sluice", "benthos", "naive", "operator")
+SEED = 6
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="make bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", "-n", type=int, help="store events (default 200,000; 20,000 with --quick)")
+    parser.add_argument(
+        "--quick", action="store_true",
+        help="CI size: 20,000 events, naive 1,000, driver search 64/256, operator 200 pipelines",
+    )  # fmt: skip
+    parser.add_argument("--partitions", type=int, default=3, help="of the topic (default 3)")
+    parser.add_argument("--naive-messages", type=int, default=10_000, help="the naive loop's prefix (default 10,000)")
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"subset of {','.join(SYSTEMS)}")
+    parser.add_argument("--operator-sizes", default="200,1000", help="DataPipelines per step (default 200,1000)")
+    parser.add_argument("--operator-replicas", type=int, default=0, help="spec.replicas of those (default 0)")
+    parser.add_argument("--benthos-batch", type=int, default=0, help="also run Benthos with batches of this size")
+    parser.add_argument("--stack", type=Path, help="a running stack's root (default: $SLUICE_STACK_DIR or .stack, "
+                        "else a stack of its own in a temporary folder, stopped at the end)")  # fmt: skip
+    parser.add_argument("--out", type=Path, help="logs and configs of the run (default: a temporary folder)")
+    parser.add_argument(
+        "--sluice-set", action="append", default=[], metavar="PATH=YAML",
+        help="change the worker's spec for an experiment, e.g. delivery.maxInFlight=128 (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--worker", type=Path, default=sluice.WORKER, help="a candidate sluice-worker executable to measure instead"
+    )
+    parser.add_argument("--profile", action="store_true", help="one more sluice-worker run under py-spy")
+    parser.add_argument("--keep", action="store_true", help="keep the topic and tables")
+    args = parser.parse_args(argv)
+    if args.messages is None:
+        args.messages = 20_000 if args.quick else 200_000
+    if args.quick:
+        args.naive_messages, args.operator_sizes = min(args.naive_messages, 1_000), "200"
+    args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    if unknown := set(args.systems) - set(SYSTEMS):
+        parser.error(f"unknown system(s): {', '.join(sorted(unknown))}")
+    args.operator_sizes = [int(s) for s in args.operator_sizes.split(",") if s.strip()]
+    args.sluice_set = {path: yaml.safe_load(value) for path, _, value in (c.partition("=") for c in args.sluice_set)}
+    return args
+
+
+@contextlib.contextmanager
+def local_stack(root: Path | None, groups: list[str]) -> Iterator[Stack]:
+    """The running stack at `root` (given, $SLUICE_STACK_DIR or .stack), else one of our own, stopped at the end."""
+    default = Path(os.environ.get("SLUICE_STACK_DIR", REPO_DIR / ".stack"))
+    running = Stack.attach(root or default)
+    if running is None and root is not None:
+        raise SystemExit(f"no running stack at {root}")
+    if running is not None:
+        print(f"using the stack at {running.root}", file=sys.stderr)
+        running.up(groups)  # adds a missing group, as the test fixtures do
+        yield running
+        return
+    own = Stack(Path(tempfile.mkdtemp(prefix="sluice-bench-stack-")))
+    print(f"starting a stack of its own in {own.root}", file=sys.stderr)
+    try:
+        own.up(groups)
+        yield own
+    finally:
+        own.down()
+
+
+def measure(args: argparse.Namespace) -> int:
+    workdir = args.out or Path(tempfile.mkdtemp(prefix="sluice-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(f"logs and configs: {workdir}", file=sys.stderr)
+    wanted = set(args.systems)
+    load_before = os.getloadavg()[0]
+
+    benthos_binary, benthos_seconds, benthos_error = None, None, None
+    if "benthos" in wanted:
+        print("building Benthos (cached after the first time) ...", file=sys.stderr)
+        benthos_binary, benthos_seconds, benthos_error = benthos.build(workdir / "benthos-build.log")
+        benthos_error = benthos_error or None
+
+    groups = ["kafka", "cassandra", *(["kube"] if "operator" in wanted else [])]
+    with local_stack(args.stack, groups) as stack:
+        env = stack.env()
+        pipeline = Pipeline.example()
+        items = [*pipeline.departments, *UNKNOWN_ITEMS]
+        events = make_events(args.messages, items, SEED)
+        run_id = f"{time.strftime('%H%M%S')}_{uuid.uuid4().hex[:4]}"
+        topic = f"bench-events-{run_id}"
+        bootstrap, contact_point = env["KAFKA_BOOTSTRAP_SERVERS"], env["CASSANDRA_CONTACT_POINTS"]
+        create_topic(bootstrap, topic, args.partitions)
+        if wanted - {"operator"}:
+            produce(bootstrap, topic, events)
+        tables = Tables(contact_point, pipeline)
+        ctx = Context(
+            bootstrap=bootstrap,
+            contact_point=contact_point,
+            topic=topic,
+            partitions=args.partitions,
+            messages=args.messages,
+            items=items,
+            seed=SEED,
+            expected=expected_departments(events, pipeline),
+            pipeline=pipeline,
+            tables=tables,
+            workdir=workdir,
+            run_id=run_id,
+            server_pids={name: int(stack.services[name].pid or 0) for name in ("kafka", "cassandra")},
+        )
+        del events
+        results: dict[str, Result] = {}
+        notes: list[str] = []  # what an optional variant found
+        operator_result: OperatorResult | None = None
+        operator_error: str | None = "not measured (--systems)"
+        profile_text: str | None = None
+        try:
+            steps: dict[str, Callable[[], list[Result]]] = {
+                "consume": lambda: [consume.run(ctx)],
+                "driver": lambda: driver.run(
+                    ctx,
+                    driver.QUICK_CONCURRENCY if args.quick else driver.CONCURRENCY,
+                    5_000 if args.quick else 20_000,
+                ),
+                "sluice": lambda: [sluice.run(ctx, changes=args.sluice_set, worker=args.worker)],
+            }
+            if benthos_binary is not None:
+                binary = benthos_binary
+                steps["benthos"] = lambda: [benthos.run(ctx, binary)]
+                if args.benthos_batch > 1:
+                    steps["benthos_batch"] = lambda: [benthos.run(ctx, binary, args.benthos_batch)]
+            steps["naive"] = lambda: [naive.run(ctx, args.naive_messages)]
+            for key, step in steps.items():
+                if key.split("_")[0] not in wanted:
+                    continue
+                print(f"measuring {key} ...", file=sys.stderr)
+                try:
+                    measured = step()
+                except BenchError as error:
+                    if key != "benthos_batch":
+                        raise
+                    notes.append(f"Benthos with batches of {args.benthos_batch} failed: {str(error).splitlines()[0]}")
+                    continue
+                for result in measured:
+                    results[result.key] = result
+                    print(f"  {result.title}: {result.window.rate:,.0f} msgs/s", file=sys.stderr)
+                if not args.keep:
+                    tables.drop_all()  # so compaction of earlier tables does not slow later systems
+            if "operator" in wanted:
+                try:
+                    kube_env = {k: v for k, v in env.items() if k in ("KUBECONFIG", "PATH")}
+                    servers = operator.Servers(bootstrap, contact_point, topic)
+                    operator_result = operator.run(
+                        kube_env,
+                        servers,
+                        args.operator_sizes,
+                        run_id.replace("_", "-"),
+                        workdir,
+                        args.operator_replicas,
+                    )
+                    operator_error = None
+                except Exception as error:  # the operator is optional: report why it is null
+                    operator_error = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+                    print(f"operator: {error}", file=sys.stderr)
+            if args.profile:
+                profile_text = run_profile(ctx, args.sluice_set, args.worker)
+        finally:
+            if not args.keep:
+                tables.drop_all()
+                delete_topic(bootstrap, topic)
+            tables.close()
+
+    summary = report.summary(
+        results, args.messages, args.partitions, benthos_error, benthos_seconds, operator_result, operator_error,
+        str(workdir / "profile.txt") if profile_text else None,
+    )  # fmt: skip
+    print()
+    print(f"Sluice benchmark: {args.messages:,} store events, {args.partitions} partitions, {os.cpu_count()} CPUs, "
+          f"{time.strftime('%Y-%m-%d %H:%M')}, load average before {load_before:.1f}")  # fmt: skip
+    print(report.table(results, summary, operator_result))
+    for note in notes:
+        print(f"note: {note}")
+    if profile_text:
+        print(f"\nprofile of one more sluice-worker run ({workdir / 'profile.txt'}):\n{profile_text}")
+    print(json.dumps(summary))
+    return 0
+
+
+def run_profile(ctx: Context, changes: dict[str, object], worker: Path) -> str:
+    """A separate sluice-worker run with py-spy attached from its first message to its last row."""
+    recorder = profiling.Recorder(ctx.workdir / "py-spy.txt", gil_only=True)
+    print("profiling one more sluice-worker run with py-spy ...", file=sys.stderr)
+    try:
+        result = sluice.run(ctx, "sluice_profiled", changes, on_start=recorder.attach, worker=worker)
+    finally:
+        recorder.stop()
+    profile = profiling.Profile.read(recorder.output, "samples of the thread holding the GIL")
+    held = profile.total / (result.window.seconds * recorder.rate)
+    text = f"the GIL was held {held:.0%} of the window ({result.window.rate:,.0f} msgs/s under py-spy)\n"
+    text += profile.report()
+    (ctx.workdir / "profile.txt").write_text(text + "\n")
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return measure(args)
+    except BenchError as error:
+        print(f"\nbench FAILED: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

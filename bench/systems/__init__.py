@@ -1,0 +1,87 @@
+"""The measured systems. Each one is a process of its own, so its CPU comes from /proc like the others'."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..measure import BenchError, CpuRecorder, CpuUse, Window
+from ..tables import Tables
+from ..workload import REPO_DIR, Pipeline
+
+
+@dataclass
+class Context:
+    """What every system needs: where the servers are, the topic of this run and how to check the result."""
+
+    bootstrap: str
+    contact_point: str
+    topic: str
+    partitions: int
+    messages: int
+    items: list[str]
+    seed: int
+    expected: Counter[str]  # rows per department once all `messages` are written
+    pipeline: Pipeline
+    tables: Tables
+    workdir: Path
+    run_id: str
+    server_pids: dict[str, int]  # "kafka", "cassandra": charged with their CPU during each window
+
+    def recorder(self) -> CpuRecorder:
+        return CpuRecorder(self.server_pids)
+
+
+@dataclass
+class Result:
+    """One system's measurement: its window, the CPU spent in it, and the rows verified in Cassandra."""
+
+    key: str  # sluice, naive, driver, consume, benthos
+    title: str
+    window: Window
+    cpu: CpuUse
+    rows_checked: int | None  # None: the system writes nothing
+    detail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cpu_per_1k(self) -> float:
+        return self.cpu.seconds.get("process", 0.0) / self.window.count * 1000
+
+
+def run_child(module: str, args: dict[str, Any], recorder: CpuRecorder, log: Path) -> tuple[Window, dict[str, Any]]:
+    """Runs `python -m bench.systems.<module> ARGS_JSON` under `recorder`; the child prints one JSON line last:
+    its window (`count`, `start`, `end` on the machine's monotonic clock) and anything else it found."""
+    launched = time.monotonic()
+    with open(log, "wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"bench.systems.{module}", json.dumps(args)],
+            cwd=REPO_DIR,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+        )
+        recorder.watch("process", process.pid)
+        out, _ = process.communicate()
+    lines = out.decode().strip().splitlines()
+    if process.returncode != 0 or not lines:
+        raise BenchError(f"bench.systems.{module} exited with {process.returncode}:\n{tail(log)}")
+    report: dict[str, Any] = json.loads(lines[-1])
+    return Window(report["count"], report["start"], report["end"], launched), report
+
+
+def report_window(count: int, start: float, end: float, **extra: Any) -> None:
+    """What a child prints last (see run_child)."""
+    print(json.dumps({"count": count, "start": start, "end": end, **extra}), flush=True)
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {path})"

@@ -1,0 +1,123 @@
+"""Benthos v4.27.0 (MIT) doing the same job: kafka_franz in, a bloblang mapping with the example's department
+table, the same INSERT ... USING TIMESTAMP through its cassandra output. Built by hack/build-benthos.sh."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sluice_stack.process import free_port
+
+from ..measure import BenchError, Progress, watch_progress
+from ..workload import REPO_DIR, Pipeline
+from . import Context, Result, tail
+
+VERSION = "4.27.0"
+TITLE = f"Benthos {VERSION} (1 process)"
+BUILD = REPO_DIR / "hack" / "build-benthos.sh"
+
+
+def build(log: Path) -> tuple[Path | None, float, str]:
+    """Builds Benthos (or finds it cached): (binary or None, seconds this call took, why it failed)."""
+    started = time.monotonic()
+    with open(log, "wb") as out:
+        done = subprocess.run(["bash", str(BUILD)], stdout=subprocess.PIPE, stderr=out, env=None)
+    seconds = time.monotonic() - started
+    binary = Path(done.stdout.decode().strip().splitlines()[-1]) if done.returncode == 0 and done.stdout else None
+    if binary is None or not binary.exists():
+        return None, seconds, f"hack/build-benthos.sh failed ({done.returncode}): {tail(log, 5)}"
+    return binary, seconds, ""
+
+
+class _Block(str):
+    """A string YAML writes as a literal block, so the generated config reads like a hand-written one."""
+
+
+yaml.SafeDumper.add_representer(
+    _Block, lambda dumper, text: dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|")
+)
+
+
+def department_mapping(pipeline: Pipeline) -> str:
+    """The example's lookup as a bloblang `match`."""
+    cases = "".join(f"\n  {json.dumps(item)} => {json.dumps(dept)}," for item, dept in pipeline.departments.items())
+    return f"match this.item.name {{{cases}\n  _ => {json.dumps(pipeline.default_department)},\n}}"
+
+
+def config(ctx: Context, table: str, port: int, batch: int) -> dict[str, Any]:
+    """The same job as the worker's: same columns, same idempotent insert, same consistency and in-flight cap.
+
+    Benthos only has the record time in whole seconds (`kafka_timestamp_unix`), so event_time and the write
+    timestamp are that second (plus the offset tie-break, as the worker does with milliseconds).
+    """
+    spec = ctx.pipeline.spec
+    mapping = "\n".join(
+        [
+            "root.id = this.id",
+            "root.item_name = this.item.name",
+            "root.price = this.item.price.number()",
+            f"root.department = {department_mapping(ctx.pipeline)}",
+            "root.event_time = @kafka_timestamp_unix",
+            "root.write_time = @kafka_timestamp_unix * 1000000 + @kafka_offset % 1000",
+        ]
+    )
+    columns = ", ".join(f"this.{c}" for c in ctx.pipeline.insert_columns)
+    output: dict[str, Any] = {
+        "addresses": [ctx.contact_point],
+        "query": ctx.pipeline.insert_cql(table),
+        "args_mapping": f"root = [{columns}, this.write_time]",
+        "consistency": spec["sink"]["consistency"],
+        "logged_batch": False,
+        "max_in_flight": spec["delivery"]["maxInFlight"],
+        "timeout": "10s",  # the worker's SLUICE_WRITE_TIMEOUT_SECONDS; Benthos's 600 ms default retries on a busy box
+    }
+    if batch > 1:
+        output["batching"] = {"count": batch, "period": "50ms"}
+    return {
+        "http": {"address": f"127.0.0.1:{port}"},
+        "logger": {"level": "WARN", "format": "logfmt"},
+        "metrics": {"prometheus": {}},
+        "input": {
+            "kafka_franz": {
+                "seed_brokers": [ctx.bootstrap],
+                "topics": [ctx.topic],
+                "consumer_group": f"bench-benthos-{ctx.run_id}-{batch}",
+                "start_from_oldest": True,
+            }
+        },
+        "pipeline": {"processors": [{"mapping": _Block(mapping)}]},
+        "output": {"cassandra": output},
+    }
+
+
+def run(ctx: Context, binary: Path, batch: int = 1) -> Result:
+    label = "benthos" if batch == 1 else f"benthos_batch{batch}"
+    table = ctx.tables.fresh(f"{label}_{ctx.run_id}")
+    port = free_port()
+    path = ctx.workdir / f"{label}.yaml"
+    path.write_text(yaml.safe_dump(config(ctx, table, port, batch), sort_keys=False))
+    log = ctx.workdir / f"{label}.log"
+    progress = Progress(f"http://127.0.0.1:{port}/metrics", "input_received", "output_sent")
+    with ctx.recorder() as recorder, open(log, "wb") as out:
+        launched = time.monotonic()
+        process = subprocess.Popen([str(binary), "-c", str(path)], stdout=out, stderr=out)
+        recorder.watch("process", process.pid)
+        try:
+            window = watch_progress(
+                progress, ctx.messages, process, launched, max(300.0, ctx.messages / 200), lambda: tail(log)
+            )
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            code = process.wait(60)
+    if code != 0:
+        raise BenchError(f"Benthos exited with {code} after SIGTERM\n{tail(log)}")
+    rows = ctx.tables.check(table, ctx.messages, ctx.expected)
+    detail = "single-row inserts" if batch == 1 else f"unlogged batches of {batch}"
+    title = TITLE if batch == 1 else f"Benthos {VERSION}, batches of {batch}"
+    return Result(label, title, window, recorder.between(window.start, window.end), rows, detail=detail)

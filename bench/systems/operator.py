@@ -1,0 +1,208 @@
+"""The operator at scale: seconds from applying K DataPipelines to all K Deployments existing, and peak RSS.
+
+One `sluice-operator` process (admin credentials, no leader election, all namespaces) runs for the whole
+measurement. Each size goes to a fresh namespace; the clock starts before the first create and stops when
+the namespace holds K Deployments owned by DataPipelines. The pipelines are the example pointed at the
+stack's Kafka (the run's topic) and Cassandra, with `replicas` 0 by default: the number is then the
+operator's, not kube-scheduler's and kwok's placing pods on the same two cores.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+from sluice_stack.process import free_port
+
+from ..measure import BenchError, peak_rss_bytes, process_cpu_seconds
+from ..workload import REPO_DIR, Pipeline
+from . import tail
+
+OPERATOR = Path(sys.executable).with_name("sluice-operator")
+CRD_FILE = REPO_DIR / "crds" / "datapipelines.sluice.dev.yaml"
+GROUP, VERSION, PLURAL = "sluice.dev", "v1alpha1", "datapipelines"
+APPLY_THREADS = 8
+
+
+@dataclass
+class Scale:
+    """One size: how long applying took, how long until every Deployment existed, the operator then."""
+
+    pipelines: int
+    apply_seconds: float
+    seconds: float
+    operator_cpu_seconds: float
+    peak_rss_bytes: int
+
+
+@dataclass
+class OperatorResult:
+    scales: list[Scale] = field(default_factory=list)
+    peak_rss_bytes: int = 0
+    replicas: int = 0
+    log: Path | None = None
+
+
+class _Cluster:
+    """The admin's view of the API server, with enough connections for parallel creates."""
+
+    def __init__(self, kubeconfig: str) -> None:
+        configuration = client.Configuration()
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
+        configuration.connection_pool_maxsize = APPLY_THREADS * 2
+        api = client.ApiClient(configuration)
+        self.core, self.apps, self.custom = client.CoreV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
+
+    def create_namespace(self, name: str) -> None:
+        self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+
+    def delete_namespace(self, name: str) -> None:
+        try:
+            self.core.delete_namespace(name)
+        except client.ApiException as error:
+            if error.status != 404:
+                raise
+
+    def owned_deployments(self, namespace: str) -> int:
+        """Deployments in `namespace` controlled by a DataPipeline."""
+        response: Any = self.apps.list_namespaced_deployment(namespace, _preload_content=False)  # raw: faster
+        items = json.loads(response.data)["items"]
+        return sum(
+            any(ref.get("kind") == "DataPipeline" for ref in item["metadata"].get("ownerReferences", []))
+            for item in items
+        )
+
+    def create_pipeline(self, namespace: str, body: dict[str, Any]) -> None:
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+
+
+@dataclass(frozen=True)
+class Servers:
+    """Where the pipelines' workers would read and write: the stack's real servers and the run's topic, so
+    whatever the operator asks of Kafka per pipeline (e.g. consumer lag) gets real answers."""
+
+    bootstrap: str
+    contact_point: str
+    topic: str
+
+
+def _pipelines(pipeline: Pipeline, namespace: str, count: int, replicas: int, servers: Servers) -> list[dict[str, Any]]:
+    bodies = []
+    for i in range(count):
+        body = copy.deepcopy(pipeline.manifest)
+        body["metadata"] = {"name": f"gophers-{i:04d}", "namespace": namespace}
+        spec = body["spec"]
+        spec["replicas"] = replicas
+        spec["source"]["bootstrapServers"], spec["source"]["topics"] = servers.bootstrap, [servers.topic]
+        spec["sink"]["contactPoints"] = [servers.contact_point]
+        bodies.append(body)
+    return bodies
+
+
+def _wait(probe: Any, timeout: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if probe():
+            return
+        time.sleep(0.25)
+    raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}\n{tail(log)}")
+
+
+def _healthy(process: subprocess.Popen[bytes], port: int, log: Path) -> bool:
+    if process.poll() is not None:
+        raise BenchError(f"sluice-operator exited with {process.returncode}\n{tail(log)}")
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _measure(cluster: _Cluster, operator_pid: int, bodies: list[dict[str, Any]], namespace: str, log: Path) -> Scale:
+    """Creates `bodies` in a fresh `namespace` (APPLY_THREADS at a time) and waits for their Deployments."""
+    cluster.create_namespace(namespace)
+    cpu_before = process_cpu_seconds(operator_pid) or 0.0
+    started = time.monotonic()
+    with ThreadPoolExecutor(APPLY_THREADS) as pool:
+        list(pool.map(lambda body: cluster.create_pipeline(namespace, body), bodies))
+    applied = time.monotonic() - started
+    _wait(lambda: cluster.owned_deployments(namespace) >= len(bodies), 600, f"{len(bodies)} Deployments", log)
+    return Scale(
+        pipelines=len(bodies),
+        apply_seconds=applied,
+        seconds=time.monotonic() - started,
+        operator_cpu_seconds=(process_cpu_seconds(operator_pid) or 0.0) - cpu_before,
+        peak_rss_bytes=peak_rss_bytes(operator_pid) or 0,
+    )
+
+
+def run(
+    kube_env: dict[str, str], servers: Servers, sizes: Sequence[int], run_id: str, workdir: Path, replicas: int = 0
+) -> OperatorResult:
+    """Applies the CRD, starts the operator, measures each size, stops the operator and deletes the namespaces."""
+    env = {**os.environ, **kube_env}
+    subprocess.run(
+        ["kubectl", "apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE)],
+        env=env, check=True, capture_output=True,
+    )  # fmt: skip
+    subprocess.run(
+        ["kubectl", "wait", "--for=condition=Established", "--timeout=60s", "crd/datapipelines.sluice.dev"],
+        env=env, check=True, capture_output=True,
+    )  # fmt: skip
+    cluster = _Cluster(kube_env["KUBECONFIG"])
+    pipeline = Pipeline.example()
+    port = free_port()
+    operator_env = {k: v for k, v in env.items() if not k.startswith("SLUICE_") and k != "KUBERNETES_SERVICE_HOST"}
+    operator_env |= {
+        "SLUICE_LEADER_ELECTION": "false",
+        "SLUICE_LIVENESS_HOST": "127.0.0.1",
+        "SLUICE_LIVENESS_PORT": str(port),
+        "SLUICE_DEFAULT_WORKER_IMAGE": "sluice-worker:bench",
+    }
+    log = workdir / "operator.log"
+    result = OperatorResult(replicas=replicas, log=log)
+    namespaces: list[str] = []
+    with open(log, "wb") as out:
+        process = subprocess.Popen([str(OPERATOR)], env=operator_env, stdout=out, stderr=out)
+    try:
+        _wait(lambda: _healthy(process, port, log), 60, "the operator's /healthz", log)
+        warmup = f"bench-op-warmup-{run_id}"
+        namespaces.append(warmup)
+        cluster.create_namespace(warmup)
+        cluster.create_pipeline(warmup, _pipelines(pipeline, warmup, 1, replicas, servers)[0])
+        _wait(lambda: cluster.owned_deployments(warmup) == 1, 120, "the operator's first Deployment", log)
+        for size in sizes:
+            namespace = f"bench-op-{size}-{run_id}"
+            namespaces.append(namespace)
+            scale = _measure(
+                cluster, process.pid, _pipelines(pipeline, namespace, size, replicas, servers), namespace, log
+            )
+            result.scales.append(scale)
+            print(
+                f"operator: {size:,} pipelines -> Deployments in {scale.seconds:.1f}s "
+                f"(creating them took {scale.apply_seconds:.1f}s)",
+                file=sys.stderr,
+            )
+        result.peak_rss_bytes = peak_rss_bytes(process.pid) or 0
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for namespace in namespaces:
+            cluster.delete_namespace(namespace)
+    return result

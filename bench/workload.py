@@ -1,0 +1,135 @@
+"""The benchmark's data: Gophers R Us store events in a fresh topic, and the pipeline every system runs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+REPO_DIR = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO_DIR / "examples" / "gophers-r-us.yaml"
+KEYSPACE = "sluice_bench"
+
+# Items of the example's lookup table plus two it does not know (department "misc").
+UNKNOWN_ITEMS = ("gopher-mug", "laptop-bag")
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """What every system does, read from examples/gophers-r-us.yaml: the columns, the table and the lookup."""
+
+    manifest: dict[str, Any]
+
+    @classmethod
+    def example(cls) -> Pipeline:
+        return cls(yaml.safe_load(EXAMPLE.read_text()))
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return dict(self.manifest["spec"])
+
+    @cached_property
+    def departments(self) -> dict[str, str]:
+        """item name -> department: the example's only lookup."""
+        return dict(self.spec["transform"]["lookups"]["department"]["table"])
+
+    @property
+    def default_department(self) -> str:
+        return str(self.spec["transform"]["lookups"]["department"]["default"])
+
+    def department(self, item: str) -> str:
+        return self.departments.get(item, self.default_department)
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """column -> CQL type, in the order of the example's createTable."""
+        return dict(self.spec["sink"]["createTable"]["columns"])
+
+    @property
+    def insert_columns(self) -> list[str]:
+        """The columns of the insert, in the worker's order: its fields, then its lookups."""
+        transform = self.spec["transform"]
+        return [*transform["fields"], *transform["lookups"]]
+
+    def insert_cql(self, table: str) -> str:
+        """The worker's prepared insert (sink.py): every column, then `USING TIMESTAMP ?`."""
+        names = ", ".join(self.insert_columns)
+        markers = ", ".join("?" for _ in self.insert_columns)
+        return f"INSERT INTO {KEYSPACE}.{table} ({names}) VALUES ({markers}) USING TIMESTAMP ?"
+
+    def create_table_cql(self, table: str) -> str:
+        create = self.spec["sink"]["createTable"]
+        columns = ", ".join(f"{name} {cql_type}" for name, cql_type in create["columns"].items())
+        split = create.get("partitionKeyColumns", 1)
+        key = ", ".join([f"({', '.join(create['primaryKey'][:split])})", *create["primaryKey"][split:]])
+        return f"CREATE TABLE {KEYSPACE}.{table} ({columns}, PRIMARY KEY ({key}))"
+
+
+def make_events(count: int, items: list[str], seed: int = 6) -> list[tuple[str, bytes]]:
+    """`count` (key, JSON value) store events: {"id": ..., "item": {"name": ..., "price": ...}}."""
+    rng = random.Random(seed)
+    events = []
+    for i in range(count):
+        event_id = f"evt-{i:08d}"
+        event = {"id": event_id, "item": {"name": rng.choice(items), "price": round(rng.uniform(2, 40), 2)}}
+        events.append((event_id, json.dumps(event).encode()))
+    return events
+
+
+def expected_departments(events: list[tuple[str, bytes]], pipeline: Pipeline) -> Counter[str]:
+    return Counter(pipeline.department(json.loads(value)["item"]["name"]) for _, value in events)
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for _ in range(100):  # right after a deletion the broker may still refuse the name
+        try:
+            admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
+            return
+        except Exception as error:
+            last = error
+            time.sleep(0.2)
+    raise RuntimeError(f"cannot create topic {topic}: {last}")
+
+
+def delete_topic(bootstrap: str, topic: str) -> None:
+    with contextlib.suppress(Exception):
+        AdminClient({"bootstrap.servers": bootstrap}).delete_topics([topic])[topic].result(30)
+
+
+def produce(bootstrap: str, topic: str, events: list[tuple[str, bytes]]) -> float:
+    """Produces every event (acknowledged by the broker); returns the seconds it took."""
+    started = time.monotonic()
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True})
+    failures: list[str] = []
+
+    def delivered(error: object, _message: object) -> None:
+        if error is not None:
+            failures.append(str(error))
+
+    for i, (key, value) in enumerate(events):
+        while True:
+            try:
+                producer.produce(topic, key=key.encode(), value=value, on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if i % 10_000 == 0:
+            producer.poll(0)
+            print(f"\rproducing {i:,}/{len(events):,}", end="", file=sys.stderr)
+    left = producer.flush(120)
+    print(f"\rproduced {len(events):,} events to {topic}        ", file=sys.stderr)
+    if left or failures:
+        raise RuntimeError(f"{left} events not delivered; errors: {failures[:3]}")
+    return time.monotonic() - started
