@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from string import Template
 
-from .config import HACK_DIR, VERSIONS, cache_lock, component_dir
+from .config import HACK_DIR, VERSIONS, component_dir
+from .jvm import fetch_jars, java
 from .process import Service, free_port
 
 FILES = HACK_DIR / "cassandra"  # pom.xml, cassandra.yaml (a template), logback.xml, jvm17.options
@@ -17,27 +15,9 @@ MAIN_CLASS = "org.apache.cassandra.service.CassandraDaemon"
 
 def provision() -> Path:
     """Returns component_dir("cassandra"), with cassandra-all and its dependencies in lib/ (fetched once)."""
-    home = component_dir("cassandra")
-    with cache_lock("cassandra"):
-        if (home / ".done").exists():
-            return home
-        lib = home / "lib"
-        shutil.rmtree(lib, ignore_errors=True)  # what a failed run left behind
-        mvn = subprocess.run(
-            [
-                "mvn", "--batch-mode", "--quiet",
-                "-f", str(FILES / "pom.xml"),
-                f"-Dcassandra.version={VERSIONS['CASSANDRA_VERSION']}",
-                f"-Dlib.dir={lib}",
-                "dependency:copy-dependencies",
-            ],
-            capture_output=True,
-            text=True,
-        )  # fmt: skip
-        if mvn.returncode != 0:
-            raise RuntimeError(f"mvn could not fetch Cassandra into {lib}:\n{mvn.stdout}{mvn.stderr}")
-        (home / ".done").touch()
-    return home
+    lib = component_dir("cassandra") / "lib"
+    return fetch_jars("cassandra", FILES / "pom.xml", f"-Dcassandra.version={VERSIONS['CASSANDRA_VERSION']}",
+                      f"-Dlib.dir={lib}")  # fmt: skip
 
 
 def make_service(root: Path) -> Service:
@@ -60,7 +40,7 @@ def make_service(root: Path) -> Service:
 
     jamm = next(lib.glob("jamm-*.jar"))  # the object-size agent Cassandra measures memtables with
     argv = [
-        str(_java()),
+        java(),
         *_jvm_options(),
         f"-javaagent:{jamm}",
         f"-Dcassandra.config={config.as_uri()}",
@@ -100,17 +80,6 @@ def is_ready(service: Service) -> bool:
         return cluster.connect().execute("SELECT release_version FROM system.local").one() is not None
     finally:
         cluster.shutdown()
-
-
-def _java() -> Path:
-    """The JDK 17 `java`: $JAVA_HOME's if set, else the one on PATH."""
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home:
-        return Path(java_home) / "bin" / "java"
-    found = shutil.which("java")
-    if found is None:
-        raise FileNotFoundError("no java on PATH and JAVA_HOME is not set; Cassandra needs JDK 17")
-    return Path(found)
 
 
 def _jvm_options() -> list[str]:

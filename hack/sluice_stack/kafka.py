@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import base64
-import os
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from .config import HACK_DIR, VERSIONS, cache_lock, component_dir
+from .config import HACK_DIR, VERSIONS, component_dir
+from .jvm import fetch_jars, java
 from .process import Service, free_port
 
 POM = HACK_DIR / "kafka" / "pom.xml"
@@ -33,44 +32,13 @@ JVM_FLAGS = [
 
 def provision() -> Path:
     """Fetches the jars into `~/.cache/sluice/kafka-<version>/lib` once; returns that `kafka-<version>`."""
-    home = component_dir("kafka")
-    with cache_lock("kafka"):
-        if (home / ".done").exists():
-            return home
-        lib = home / "lib"
-        shutil.rmtree(lib, ignore_errors=True)  # a half-finished earlier attempt
-        lib.mkdir(parents=True)
-        result = subprocess.run(
-            [
-                "mvn",
-                "-q",
-                "-B",
-                "-f",
-                str(POM),
-                f"-Dkafka.version={VERSIONS['KAFKA_VERSION']}",
-                "dependency:copy-dependencies",
-                f"-DoutputDirectory={lib}",
-            ],
-            capture_output=True,
-            text=True,  # quiet Maven 3.8 still prints colour codes
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"fetching Kafka's jars with Maven failed:\n{result.stdout}{result.stderr}")
-        (home / ".done").touch()
-    return home
-
-
-def _java() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
-    if not java:
-        raise RuntimeError("no java on PATH and no JAVA_HOME: Kafka needs a JDK 17 or later")
-    return java
+    lib = component_dir("kafka") / "lib"
+    return fetch_jars("kafka", POM, f"-Dkafka.version={VERSIONS['KAFKA_VERSION']}", f"-DoutputDirectory={lib}")
 
 
 def _java_argv(jvm_flags: list[str], main_class: str, *args: str) -> list[str]:
     classpath = str(component_dir("kafka") / "lib" / "*")  # the JVM expands the `*` itself
-    return [_java(), *jvm_flags, f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", "-cp", classpath, main_class, *args]
+    return [java(), *jvm_flags, f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", "-cp", classpath, main_class, *args]
 
 
 def _cluster_id() -> str:
