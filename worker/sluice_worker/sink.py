@@ -26,6 +26,10 @@ WriteCallback = Callable[[BaseException | None], None]
 # threshold). Batching rows bound for the same replicas saves the driver most of its per-request work.
 ROWS_PER_BATCH = 10
 
+# v4, not v5: v5 frames carry checksums the driver computes in pure Python (a tenth of its CPU); every Cassandra
+# since 2.2 speaks v4.
+PROTOCOL_VERSION = 4
+
 
 @dataclass(frozen=True, slots=True)
 class PendingRow:
@@ -59,9 +63,7 @@ class CassandraSink:
             port=endpoints[0][1],
             execution_profiles={EXEC_PROFILE_DEFAULT: profile},
             auth_provider=self._auth(),
-            # v4, not v5: v5 frames carry checksums the driver computes in pure Python (a tenth of its CPU);
-            # every Cassandra since 2.2 speaks v4.
-            protocol_version=4,
+            protocol_version=PROTOCOL_VERSION,
             connect_timeout=5,
             control_connection_timeout=5,
             idle_heartbeat_interval=5,
