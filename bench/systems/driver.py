@@ -25,6 +25,8 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, S
 from cassandra.concurrent import execute_concurrent_with_args
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import BatchStatement, BatchType, BoundStatement, PreparedStatement, Statement
+from sluice_worker.pipeline import tune_garbage_collector
+from sluice_worker.sink import PROTOCOL_VERSION, to_cql_value
 
 from ..measure import Window
 from ..workload import KEYSPACE, Pipeline, make_events
@@ -150,7 +152,7 @@ def bound_rows(args: dict[str, Any]) -> list[Row]:
             "id": event["id"],
             "item_name": name,
             "price": float(event["item"]["price"]),
-            "event_time": base + timedelta(milliseconds=i),
+            "event_time": to_cql_value(base + timedelta(milliseconds=i)),  # bound as the worker binds it
             "department": pipeline.department(name),
         }
         rows.append((*(columns[c] for c in pipeline.insert_columns), (1_735_689_600_000 + i) * 1000))
@@ -202,7 +204,11 @@ def main(args: dict[str, Any]) -> None:
         consistency_level=ConsistencyLevel.LOCAL_QUORUM,
         request_timeout=10,
     )
-    cluster = Cluster([host], port=int(port), execution_profiles={EXEC_PROFILE_DEFAULT: profile})
+    # The worker's connection: protocol v4 (v5 checksums its frames in Python), so the ceiling is not lowered by
+    # a setting the worker does not pay for.
+    cluster = Cluster(
+        [host], port=int(port), execution_profiles={EXEC_PROFILE_DEFAULT: profile}, protocol_version=PROTOCOL_VERSION
+    )
     session = cluster.connect()
     pipeline = Pipeline.example()
     rows = bound_rows(args)
@@ -212,6 +218,7 @@ def main(args: dict[str, Any]) -> None:
         insert.is_idempotent = True
     scratch, trial_rows = inserts["trials"], args["trial_rows"]
     async_window(session, scratch, rows[:2000], 64)  # warm up connections and both sides' code
+    tune_garbage_collector()  # as the worker does
     ceiling = measure(
         session, METHODS, args["concurrency"], scratch, inserts["ceiling"], tables["ceiling"], rows, trial_rows, 2
     )
