@@ -72,6 +72,9 @@ def summary(
     }
     for key, result in results.items():
         out[f"machine_busy_{key}"] = round(result.cpu.machine_busy, 3)
+    for key, result in results.items():
+        if "runs" in result.extra:  # measured --rounds times; the rate above is the median run's
+            out[f"{key}_runs_per_s"] = result.extra["runs"]
     if profile:
         out["profile"] = profile
     return out

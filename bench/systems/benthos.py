@@ -49,7 +49,7 @@ def department_mapping(pipeline: Pipeline) -> str:
     return f"match this.item.name {{{cases}\n  _ => {json.dumps(pipeline.default_department)},\n}}"
 
 
-def config(ctx: Context, table: str, port: int, batch: int) -> dict[str, Any]:
+def config(ctx: Context, table: str, port: int, batch: int, label: str = "benthos") -> dict[str, Any]:
     """The same job as the worker's: same columns, same idempotent insert, same consistency and in-flight cap.
 
     Benthos only has the record time in whole seconds (`kafka_timestamp_unix`), so event_time and the write
@@ -86,7 +86,7 @@ def config(ctx: Context, table: str, port: int, batch: int) -> dict[str, Any]:
             "kafka_franz": {
                 "seed_brokers": [ctx.bootstrap],
                 "topics": [ctx.topic],
-                "consumer_group": f"bench-benthos-{ctx.run_id}-{batch}",
+                "consumer_group": f"bench-{label}-{ctx.run_id}",
                 "start_from_oldest": True,
             }
         },
@@ -95,12 +95,14 @@ def config(ctx: Context, table: str, port: int, batch: int) -> dict[str, Any]:
     }
 
 
-def run(ctx: Context, binary: Path, batch: int = 1) -> Result:
-    label = "benthos" if batch == 1 else f"benthos_batch{batch}"
+def run(ctx: Context, binary: Path, batch: int = 1, run: int = 1) -> Result:
+    """Benthos on the run's topic until every row is durable; `run` > 1 repeats it (own group and table)."""
+    key = "benthos" if batch == 1 else "benthos_batch"
+    label = ("benthos" if batch == 1 else f"benthos_batch{batch}") + (f"_run{run}" if run > 1 else "")
     table = ctx.tables.fresh(f"{label}_{ctx.run_id}")
     port = free_port()
     path = ctx.workdir / f"{label}.yaml"
-    path.write_text(yaml.safe_dump(config(ctx, table, port, batch), sort_keys=False))
+    path.write_text(yaml.safe_dump(config(ctx, table, port, batch, label), sort_keys=False))
     log = ctx.workdir / f"{label}.log"
     progress = Progress(f"http://127.0.0.1:{port}/metrics", "input_received", "output_sent")
     with ctx.recorder() as recorder, open(log, "wb") as out:
@@ -120,4 +122,4 @@ def run(ctx: Context, binary: Path, batch: int = 1) -> Result:
     rows = ctx.tables.check(table, ctx.messages, ctx.expected)
     detail = "single-row inserts" if batch == 1 else f"unlogged batches of {batch}"
     title = TITLE if batch == 1 else f"Benthos {VERSION}, batches of {batch}"
-    return Result(label, title, window, recorder.between(window.start, window.end), rows, detail=detail)
+    return Result(key, title, window, recorder.between(window.start, window.end), rows, detail=detail)
