@@ -12,7 +12,7 @@ import os
 import queue
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -172,6 +172,7 @@ class PipelineWorker:
 
     def _handle(self, messages: Iterable[Message]) -> None:
         batches: dict[tuple[object, ...], list[PendingRow]] = {}
+        consumed: Counter[str] = Counter()
         for message in messages:
             if message.error():
                 log.warning("consumer error: %s", message.error())
@@ -179,7 +180,7 @@ class PipelineWorker:
             record = _to_record(message)
             tp = (record.topic, record.partition)
             self._offsets.consumed(tp, record.offset)
-            self._consumed(record.topic).inc()
+            consumed[record.topic] += 1
             result = self._transform(record)
             if isinstance(result, Rejection):
                 self._dead_letter(record, result)
@@ -192,6 +193,8 @@ class PipelineWorker:
                 self._waiting.append(_Write(batches.pop(key)))
                 self._send_waiting()  # keep Cassandra busy while the rest of the batch is transformed
         self._waiting.extend(_Write(batch) for batch in batches.values())
+        for topic, count in consumed.items():
+            self._consumed(topic).inc(count)
         self._pump()
 
     def _write_timestamp(self, record: Record) -> int:
