@@ -27,6 +27,7 @@ from sluice_stack import Stack  # PYTHONPATH=hack, as the Makefile sets it
 from . import profile as profiling
 from . import report
 from .measure import BenchError
+from .placement import Placement, pinned
 from .systems import Context, Result, benthos, consume, driver, naive, operator, sluice
 from .systems.operator import OperatorResult
 from .tables import Tables
@@ -64,6 +65,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--operator-replicas", type=int, default=0, help="spec.replicas of those (default 0)")
     parser.add_argument("--benthos-batch", type=int, default=0, help="also run Benthos with batches of this size")
     parser.add_argument(
+        "--placement", choices=("pinned", "shared"), default="pinned",
+        help="pinned (default): Cassandra on CPUs of its own, Kafka and each measured client on the others "
+        "(needs 2+ CPUs); shared: everything on every CPU",
+    )  # fmt: skip
+    parser.add_argument(
         "--rounds", type=int, help="runs of the batched driver ceiling, Sluice and Benthos (default 3; 1 with --quick)"
     )
     parser.add_argument("--stack", type=Path, help="a running stack's root (default: $SLUICE_STACK_DIR or .stack, "
@@ -85,6 +91,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.rounds = 1 if args.quick else 3
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.placement == "pinned" and len(os.sched_getaffinity(0)) < 2:
+        parser.error("--placement pinned needs at least 2 CPUs; use --placement shared")
     if args.quick:
         args.naive_messages, args.operator_sizes = min(args.naive_messages, 1_000), "200"
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -163,47 +171,10 @@ def measure(args: argparse.Namespace) -> int:
         operator_result: OperatorResult | None = None
         operator_error: str | None = "not measured (--systems)"
         profile_text: str | None = None
+        placement = Placement.split(os.sched_getaffinity(0)) if args.placement == "pinned" else None
         try:
-            steps: dict[str, Callable[[], list[Result]]] = {
-                "consume": lambda: [consume.run(ctx)],
-                "driver": lambda: driver.run(
-                    ctx,
-                    driver.QUICK_CONCURRENCY if args.quick else driver.CONCURRENCY,
-                    5_000 if args.quick else 20_000,
-                ),
-                "sluice": lambda: [sluice.run(ctx, changes=args.sluice_set, worker=args.worker)],
-            }
-            if benthos_binary is not None:
-                binary = benthos_binary
-                steps["benthos"] = lambda: [benthos.run(ctx, binary)]
-                if args.benthos_batch > 1:
-                    steps["benthos_batch"] = lambda: [benthos.run(ctx, binary, args.benthos_batch)]
-            steps["naive"] = lambda: [naive.run(ctx, args.naive_messages)]
-            for key, step in steps.items():
-                if key.split("_")[0] not in wanted:
-                    continue
-                print(f"measuring {key} ...", file=sys.stderr)
-                try:
-                    measured = step()
-                except BenchError as error:
-                    if key != "benthos_batch":
-                        raise
-                    notes.append(f"Benthos with batches of {args.benthos_batch} failed: {str(error).splitlines()[0]}")
-                    continue
-                for result in measured:
-                    results[result.key] = result
-                    print(f"  {result.title}: {result.window.rate:,.0f} msgs/s", file=sys.stderr)
-                if not args.keep:
-                    tables.drop_all()  # so compaction of earlier tables does not slow later systems
-            runs = {key: [results[key]] for key in REPEATED if key in results}
-            for number in range(2, args.rounds + 1):
-                print(f"round {number} of {args.rounds} ...", file=sys.stderr)
-                for result in repeat_round(ctx, args, results, benthos_binary, number):
-                    runs[result.key].append(result)
-                    print(f"  {result.title}: {result.window.rate:,.0f} msgs/s", file=sys.stderr)
-                    if not args.keep:
-                        tables.drop_all()
-            results |= {key: median_run(measured) for key, measured in runs.items()}
+            with pinned(placement, ctx.server_pids["cassandra"], ctx.server_pids["kafka"]):
+                results = measure_systems(ctx, args, benthos_binary, notes)
             if "operator" in wanted:
                 try:
                     kube_env = {k: v for k, v in env.items() if k in ("KUBECONFIG", "PATH")}
@@ -233,9 +204,12 @@ def measure(args: argparse.Namespace) -> int:
         str(workdir / "profile.txt") if profile_text else None,
     )  # fmt: skip
     summary["rounds"] = args.rounds
+    summary["placement"] = placement.describe() if placement else "shared: every process on every CPU"
     print()
     print(f"Sluice benchmark: {args.messages:,} store events, {args.partitions} partitions, {os.cpu_count()} CPUs, "
-          f"{time.strftime('%Y-%m-%d %H:%M')}, load average before {load_before:.1f}, {args.rounds} round(s)")  # fmt: skip
+          f"{time.strftime('%Y-%m-%d %H:%M')}, load average before {load_before:.1f}")  # fmt: skip
+    rounds = f"; the batched driver, Sluice and Benthos: median of {args.rounds} runs" if args.rounds > 1 else ""
+    print(f"{summary['placement']}{rounds}")
     print(report.table(results, summary, operator_result))
     for note in notes:
         print(f"note: {note}")
@@ -243,6 +217,56 @@ def measure(args: argparse.Namespace) -> int:
         print(f"\nprofile of one more sluice-worker run ({workdir / 'profile.txt'}):\n{profile_text}")
     print(json.dumps(summary))
     return 0
+
+
+def measure_systems(
+    ctx: Context, args: argparse.Namespace, benthos_binary: Path | None, notes: list[str]
+) -> dict[str, Result]:
+    """Every wanted system but the operator, in order, then the further --rounds of the REPEATED ones."""
+    wanted = set(args.systems)
+    results: dict[str, Result] = {}
+    tables = ctx.tables
+    steps: dict[str, Callable[[], list[Result]]] = {
+        "consume": lambda: [consume.run(ctx)],
+        "driver": lambda: driver.run(
+            ctx,
+            driver.QUICK_CONCURRENCY if args.quick else driver.CONCURRENCY,
+            5_000 if args.quick else 20_000,
+        ),
+        "sluice": lambda: [sluice.run(ctx, changes=args.sluice_set, worker=args.worker)],
+    }
+    if benthos_binary is not None:
+        binary = benthos_binary
+        steps["benthos"] = lambda: [benthos.run(ctx, binary)]
+        if args.benthos_batch > 1:
+            steps["benthos_batch"] = lambda: [benthos.run(ctx, binary, args.benthos_batch)]
+    steps["naive"] = lambda: [naive.run(ctx, args.naive_messages)]
+    for key, step in steps.items():
+        if key.split("_")[0] not in wanted:
+            continue
+        print(f"measuring {key} ...", file=sys.stderr)
+        try:
+            measured = step()
+        except BenchError as error:
+            if key != "benthos_batch":
+                raise
+            notes.append(f"Benthos with batches of {args.benthos_batch} failed: {str(error).splitlines()[0]}")
+            continue
+        for result in measured:
+            results[result.key] = result
+            print(f"  {result.title}: {result.window.rate:,.0f} msgs/s", file=sys.stderr)
+        if not args.keep:
+            tables.drop_all()  # so compaction of earlier tables does not slow later systems
+    runs = {key: [results[key]] for key in REPEATED if key in results}
+    for number in range(2, args.rounds + 1):
+        print(f"round {number} of {args.rounds} ...", file=sys.stderr)
+        for result in repeat_round(ctx, args, results, benthos_binary, number):
+            runs[result.key].append(result)
+            print(f"  {result.title}: {result.window.rate:,.0f} msgs/s", file=sys.stderr)
+            if not args.keep:
+                tables.drop_all()
+    results |= {key: median_run(measured) for key, measured in runs.items()}
+    return results
 
 
 def repeat_round(
