@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..measure import BenchError, CpuRecorder, CpuUse, Window
+from ..measure import BenchError, CpuRecorder, CpuUse, Progress, Window, watch_progress
 from ..tables import Tables
 from ..workload import REPO_DIR, Pipeline
 
@@ -73,6 +75,40 @@ def run_child(module: str, args: dict[str, Any], recorder: CpuRecorder, log: Pat
         raise BenchError(f"bench.systems.{module} exited with {process.returncode}:\n{tail(log)}")
     report: dict[str, Any] = json.loads(lines[-1])
     return Window(report["count"], report["start"], report["end"], launched), report
+
+
+def run_watched(
+    ctx: Context,
+    name: str,
+    argv: list[str],
+    progress: Progress,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> tuple[Window, CpuUse]:
+    """Runs a long-lived system (`name` in errors) until its `progress` shows every message durable, then stops
+    it with SIGTERM, which it must answer with exit 0; `on_start(pid)` runs when it has its first message."""
+    with ctx.recorder() as recorder, open(log, "wb") as out:
+        launched = time.monotonic()
+        process = subprocess.Popen(argv, env=env, stdout=out, stderr=out)
+        recorder.watch("process", process.pid)
+        try:
+            window = watch_progress(
+                progress,
+                ctx.messages,
+                process,
+                launched,
+                timeout=max(300.0, ctx.messages / 200),
+                describe=lambda: tail(log),
+                on_start=(lambda: on_start(process.pid)) if on_start else None,
+            )
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            code = process.wait(60)
+    if code != 0:
+        raise BenchError(f"{name} exited with {code} after SIGTERM\n{tail(log)}")
+    return window, recorder.between(window.start, window.end)
 
 
 def report_window(count: int, start: float, end: float, **extra: Any) -> None:

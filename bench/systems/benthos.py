@@ -4,7 +4,6 @@ table, the same INSERT ... USING TIMESTAMP through its cassandra output. Built b
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -13,9 +12,9 @@ from typing import Any
 import yaml
 from sluice_stack.process import free_port
 
-from ..measure import BenchError, Progress, watch_progress
+from ..measure import Progress
 from ..workload import REPO_DIR, Pipeline
-from . import Context, Result, tail
+from . import Context, Result, run_watched, tail
 
 VERSION = "4.27.0"
 TITLE = f"Benthos {VERSION} (1 process)"
@@ -105,21 +104,8 @@ def run(ctx: Context, binary: Path, batch: int = 1, run: int = 1) -> Result:
     path.write_text(yaml.safe_dump(config(ctx, table, port, batch, label), sort_keys=False))
     log = ctx.workdir / f"{label}.log"
     progress = Progress(f"http://127.0.0.1:{port}/metrics", "input_received", "output_sent")
-    with ctx.recorder() as recorder, open(log, "wb") as out:
-        launched = time.monotonic()
-        process = subprocess.Popen([str(binary), "-c", str(path)], stdout=out, stderr=out)
-        recorder.watch("process", process.pid)
-        try:
-            window = watch_progress(
-                progress, ctx.messages, process, launched, max(300.0, ctx.messages / 200), lambda: tail(log)
-            )
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-            code = process.wait(60)
-    if code != 0:
-        raise BenchError(f"Benthos exited with {code} after SIGTERM\n{tail(log)}")
+    window, cpu = run_watched(ctx, "Benthos", [str(binary), "-c", str(path)], progress, log)
     rows = ctx.tables.check(table, ctx.messages, ctx.expected)
     detail = "single-row inserts" if batch == 1 else f"unlogged batches of {batch}"
     title = TITLE if batch == 1 else f"Benthos {VERSION}, batches of {batch}"
-    return Result(key, title, window, recorder.between(window.start, window.end), rows, detail=detail)
+    return Result(key, title, window, cpu, rows, detail=detail)

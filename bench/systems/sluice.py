@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,9 +12,9 @@ from typing import Any
 import yaml
 from sluice_stack.process import free_port
 
-from ..measure import BenchError, Progress, watch_progress
+from ..measure import Progress
 from ..workload import KEYSPACE
-from . import Context, Result, tail
+from . import Context, Result, run_watched
 
 TITLE = "sluice-worker (1 process)"
 WORKER = Path(sys.executable).with_name("sluice-worker")
@@ -65,28 +62,10 @@ def run(
     progress = Progress(
         f"http://127.0.0.1:{port}/metrics", "sluice_messages_consumed_total", "sluice_rows_written_total"
     )
-    with ctx.recorder() as recorder, open(log, "wb") as out:
-        launched = time.monotonic()
-        process = subprocess.Popen([str(worker), "--pipeline", str(path)], env=env, stdout=out, stderr=out)
-        recorder.watch("process", process.pid)
-        try:
-            window = watch_progress(
-                progress,
-                ctx.messages,
-                process,
-                launched,
-                timeout=max(300.0, ctx.messages / 200),
-                describe=lambda: tail(log),
-                on_start=(lambda: on_start(process.pid)) if on_start else None,
-            )
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-            code = process.wait(60)
-    if code != 0:
-        raise BenchError(f"sluice-worker exited with {code} after SIGTERM\n{tail(log)}")
+    argv = [str(worker), "--pipeline", str(path)]
+    window, cpu = run_watched(ctx, "sluice-worker", argv, progress, log, env=env, on_start=on_start)
     rows = ctx.tables.check(table, ctx.messages, ctx.expected)
     detail = ", ".join(f"{k}={v}" for k, v in (changes or {}).items()) or "the example's delivery settings"
     if worker != WORKER:
         detail += f", {worker}"
-    return Result(label, TITLE, window, recorder.between(window.start, window.end), rows, detail=detail)
+    return Result(label, TITLE, window, cpu, rows, detail=detail)
