@@ -7,9 +7,8 @@ import json
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import yaml
 from sluice_stack.process import free_port
 
 from ..images.docker import http_status
+from ..waiting import wait_for
 from .helm import CHART, REPO, VALUES, env_of, run
 
 pytestmark = pytest.mark.kube
@@ -72,19 +72,6 @@ def release(kube) -> Iterator[Release]:  # type: ignore[no-untyped-def]
     made = Release(kube.env)
     yield made
     made.remove()
-
-
-def wait_for(what: str, check: Callable[[], object], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check()
-            if value:
-                return value
-        except AssertionError:
-            pass
-        assert time.monotonic() < deadline, f"{what}: not after {timeout:.0f}s"
-        time.sleep(0.5)
 
 
 @pytest.mark.parametrize("values_file", ["default.yaml", "namespaced.yaml", "ha.yaml"])

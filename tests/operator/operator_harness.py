@@ -8,17 +8,17 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
 import yaml
 from sluice_operator.kube import Kube, Resource
 from sluice_operator.reconcile import PIPELINES
+
+from tests import waiting
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "datapipelines.sluice.dev.yaml"
@@ -31,14 +31,8 @@ T = TypeVar("T")
 
 
 def wait_for(probe: Callable[[], T | None], timeout: float = 45.0, what: str = "the condition") -> T:
-    """Polls `probe` until it returns something truthy; fails the test with `what` after `timeout` seconds."""
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.25)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+    """`tests.waiting.wait_for` in the argument order these tests use."""
+    return waiting.wait_for(what, probe, timeout)  # type: ignore[return-value]
 
 
 class Kubectl:

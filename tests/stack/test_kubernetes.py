@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import uuid
 
 import pytest
 from kubernetes import client, config
 from sluice_stack.config import VERSIONS
+
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.kube
 
@@ -82,15 +83,17 @@ def test_crd_and_custom_object_round_trip(api, namespace) -> None:  # type: igno
             "metadata": {"name": "w1"},
             "spec": {"size": 3},
         }
-        deadline = time.monotonic() + 30
-        while True:  # the CRD takes a moment to be served
+
+        def created() -> bool:
             try:
                 objects.create_namespaced_custom_object(group, "v1", namespace, plural, body)
-                break
             except client.ApiException as exc:
-                if exc.status != 404 or time.monotonic() > deadline:
+                if exc.status != 404:
                     raise
-                time.sleep(0.5)
+                raise AssertionError(f"not served yet: {exc.status} {exc.reason}") from exc
+            return True
+
+        wait_for("the new CRD to be served", created, timeout=30)
         read = objects.get_namespaced_custom_object(group, "v1", namespace, plural, "w1")
         assert read["spec"] == {"size": 3}
         assert read["metadata"]["uid"]
@@ -119,22 +122,17 @@ def test_controller_manager_creates_replicasets_and_kwok_runs_pods(api, namespac
     def replicasets() -> list[client.V1ReplicaSet]:
         return apps.list_namespaced_replica_set(namespace, label_selector="app=smoke").items
 
-    deadline = time.monotonic() + 60
-    while not replicasets() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    (rs,) = replicasets()
+    (rs,) = wait_for("the Deployment's ReplicaSet", replicasets, timeout=60)
     assert rs.metadata.owner_references[0].uid == created.metadata.uid
 
     # kwok plays the kubelet: the scheduled pods become available, so the Deployment does too.
-    while time.monotonic() < deadline:
-        status = apps.read_namespaced_deployment_status("smoke", namespace).status
-        if status.available_replicas == 2:
-            break
-        time.sleep(0.5)
-    assert status.available_replicas == 2
+    wait_for(
+        "2 available replicas",
+        lambda: apps.read_namespaced_deployment_status("smoke", namespace).status.available_replicas == 2,
+        timeout=60,
+    )
 
     # Owner-reference garbage collection: deleting the Deployment removes its ReplicaSet.
     apps.delete_namespaced_deployment("smoke", namespace, propagation_policy="Background")
-    while replicasets() and time.monotonic() < deadline + 30:
-        time.sleep(0.5)
+    wait_for("the ReplicaSet to be garbage-collected", lambda: not replicasets(), timeout=60)
     assert replicasets() == []
