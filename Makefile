@@ -7,10 +7,10 @@ STACK := PYTHONPATH=hack $(PY) -m sluice_stack
 PYTEST_ARGS ?=
 
 .PHONY: help venv provision stack-up stack-down stack-status test test-unit lint format demo crds images \
-        base-image chart-lint bench
+        base-image chart-lint bench kind-image test-kind demo-cluster demo-cluster-down
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 venv: $(VENV)/.installed ## create .venv with sluice and its test tools
 
@@ -50,6 +50,12 @@ demo: stack-up ## Gophers R Us: produce store events, run the worker, show rows 
 	PYTHONPATH=hack $(PY) hack/demo.py
 
 
+demo-cluster: venv provision ## Gophers R Us in a kind cluster built here: chart, Kafka, Cassandra, events -> rows
+	PYTHONPATH=hack $(PY) hack/demo_cluster.py
+
+demo-cluster-down: venv ## delete the demo's kind cluster
+	PYTHONPATH=hack $(PY) hack/demo_cluster.py --delete
+
 base-image: ## the local stand-in for python:3.11-slim-bookworm (debootstrap; kept if the image exists)
 	bash hack/build-base-image.sh
 
@@ -61,6 +67,12 @@ chart-lint: venv ## helm lint the chart and check its renderings (helm from `mak
 	  helm lint --strict charts/sluice
 	$(PY) -m pytest tests/chart/test_chart_render.py $(PYTEST_ARGS)
 
+
+kind-image: venv ## kind, its node image and every image the kind suite runs, built here without a registry
+	bash hack/build-e2e-images.sh
+
+test-kind: venv provision ## only the kind end-to-end suite (SLUICE_E2E_KEEP=1 keeps the cluster)
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 crds: venv ## regenerate crds/ (and the chart's copy) from the pydantic models; a test fails while stale
 	$(PY) -m sluice_operator.crd --output crds/datapipelines.sluice.dev.yaml

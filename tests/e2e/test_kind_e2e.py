@@ -1,57 +1,95 @@
-"""End to end on a real cluster (kind): the images, the chart, in-cluster Kafka and Cassandra, and the sample
-pipeline. Events go in, rows come out; scaling, losing a worker mid-stream and deleting the pipeline lose
-nothing. Skipped, with the reason, where kind cannot run (no node image and no registry to pull it from)."""
+"""End to end on a real cluster (kind, built here): the images, the chart, Kafka and Cassandra in the cluster, and the
+sample pipeline. Events go in, rows come out; scaling, lost workers, config rollouts, lost servers, autoscaling, an
+operator restart, pausing and deleting lose nothing. Each scenario ends with every produced event a row and every
+offset committed. Skipped, with the reason, only where no container can run at all."""
 
 from __future__ import annotations
 
-import json
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
-import yaml
+from sluice_stack.kind import DATA, OPERATOR_NAMESPACE, RELEASE, Cluster, build_images
+from sluice_stack.kind import sample_pipeline as sample
 
-from ..images.docker import REPO, build_images
-from .cluster import MANIFESTS, Cluster, kind_unavailable, wait_for
+from ..images.docker import REPO
+from ..waiting import wait_for
+from .cluster import containers_unavailable
 
-REASON = kind_unavailable()
+REASON = containers_unavailable()
 if REASON:
     pytest.skip(REASON, allow_module_level=True)
 
-DATA = "sluice-e2e"  # the namespace of Kafka and Cassandra
-PIPELINE, NAMESPACE = "gophers-r-us", "default"  # the sample, applied unchanged
+PIPELINE, NAMESPACE = "gophers-r-us", "default"  # the sample
 TOPIC, TABLE, GROUP = "store-events", "store.store_events", f"{NAMESPACE}.{PIPELINE}"
+PARTITIONS = 3
 WORKERS = f"sluice.dev/pipeline={PIPELINE}"
-KAFKA_BIN = "/opt/kafka/bin"
-DEPARTMENTS = {"blue-gopher": "gophers", "gosf-sticker": "stickers", "gophercon-uk-shirt": "clothing",
-               "gopher-mug": "misc"}  # fmt: skip
+DEPARTMENTS = {"evt-0": "gophers", "evt-1": "stickers", "evt-2": "clothing", "evt-3": "misc"}  # toolbox.ITEMS
+LAG_INTERVAL_SECONDS = 5  # the chart's lagIntervalSeconds here: autoscaling reacts within seconds
 
 
 @dataclass
 class Stream:
-    """What the tests produced so far."""
+    """The events produced to one topic so far, numbered across topics so every id is unique."""
 
+    topic: str
+    group: str
+    table: str
     produced: int = 0
+    first: int = 0
+
+
+@dataclass
+class Producer:
+    """Produces `batches` batches of `size` events, one batch per `pace` seconds, in a thread."""
+
+    cluster: Cluster
+    stream: Stream
+    batches: int
+    size: int = 100
+    pace: float = 1.0
+    errors: list[BaseException] = field(default_factory=list)
+
+    def __enter__(self) -> Producer:
+        self.thread = threading.Thread(target=self._run, name="producer")
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            for _ in range(self.batches):
+                produce(self.cluster, self.stream, self.size)
+                time.sleep(self.pace)
+        except BaseException as exc:  # reported by __exit__, in the test's thread
+            self.errors.append(exc)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.thread.join(600)
+        assert not self.thread.is_alive(), "the producer did not finish within 600 s"
+        assert not self.errors, f"producing failed: {self.errors[0]}"
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """A fresh kind cluster with both images loaded, the chart installed and Kafka and Cassandra running."""
-    images = build_images()
+def images() -> dict[str, str]:
+    return build_images()
+
+
+@pytest.fixture(scope="module")
+def cluster(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A fresh kind cluster with the images loaded, the chart installed and Kafka and Cassandra running."""
     made = Cluster("sluice-e2e", tmp_path_factory.mktemp("kind"))
+    started = time.monotonic()
     made.create()
+    print(f"kind cluster up in {time.monotonic() - started:.0f}s")
     try:
-        for image in (images.worker, images.operator):
-            made.load_docker_image(image)
-        made.helm("install", "sluice", str(REPO / "charts" / "sluice"), "--namespace", "sluice-system",
-                  "--create-namespace", "--wait", "--timeout=5m")  # fmt: skip
-        made.kubectl("apply", "-f", str(MANIFESTS / "data-services.yaml"))
-        for name in ("kafka", "cassandra"):
-            made.kubectl("rollout", "status", f"statefulset/{name}", "-n", DATA, "--timeout=600s", timeout=620)
-        kafka(made, "kafka-topics.sh", "--create", "--topic", TOPIC, "--partitions", "3", "--replication-factor", "1")
+        made.install(images, f"--set=lagIntervalSeconds={LAG_INTERVAL_SECONDS}")
+        made.toolbox("create-topic", TOPIC, str(PARTITIONS))
+        print(f"cluster ready for the scenarios in {time.monotonic() - started:.0f}s")
         yield made
     finally:
         if os.environ.get("SLUICE_E2E_KEEP") != "1":
@@ -60,119 +98,293 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def stream() -> Stream:
-    return Stream()
+    return Stream(TOPIC, GROUP, TABLE)
 
 
-def kafka(cluster: Cluster, script: str, *args: str, stdin: str | None = None) -> str:
-    """A Kafka command-line tool, run in the broker's pod."""
-    exec_args = ["exec", "-i"] if stdin is not None else ["exec"]
-    command = [f"{KAFKA_BIN}/{script}", "--bootstrap-server", "localhost:9092", *args]
-    return cluster.kubectl(*exec_args, "-n", DATA, "kafka-0", "--", *command, stdin=stdin)
+# -- what the tests do and check -------------------------------------------------------------------------------
 
 
 def produce(cluster: Cluster, stream: Stream, count: int) -> None:
-    """`count` store events with keys, through kafka-console-producer."""
-    items = list(DEPARTMENTS)
-    lines = []
-    for i in range(stream.produced, stream.produced + count):
-        event = {"id": f"evt-{i}", "item": {"name": items[i % len(items)], "price": 1.5 + i % 7}}
-        lines.append(f"evt-{i}|{json.dumps(event)}")
-    kafka(cluster, "kafka-console-producer.sh", "--topic", TOPIC, "--property", "parse.key=true",
-          "--property", "key.separator=|", stdin="\n".join(lines) + "\n")  # fmt: skip
+    cluster.toolbox("produce", stream.topic, str(stream.first + stream.produced), str(count))
     stream.produced += count
 
 
-def cql(cluster: Cluster, query: str) -> list[str]:
-    out = cluster.kubectl("exec", "-n", DATA, "cassandra-0", "--", "cqlsh", "-e", query)
-    return [line.strip() for line in out.splitlines() if line.strip()]
+def rows(cluster: Cluster, stream: Stream, *ids: str) -> dict[str, Any]:
+    return cluster.toolbox("rows", stream.table, *ids)
 
 
-def row_count(cluster: Cluster) -> int:
-    lines = cql(cluster, f"SELECT COUNT(*) FROM {TABLE}")
-    return int(lines[lines.index(next(line for line in lines if line.startswith("---"))) + 1])
-
-
-def committed(cluster: Cluster) -> tuple[int, int]:
-    """The group's committed offsets and the log-end offsets, each summed over the topic's partitions."""
-    out = kafka(cluster, "kafka-consumer-groups.sh", "--describe", "--group", GROUP)
-    current = end = 0
-    for line in out.splitlines():
-        fields = line.split()
-        if len(fields) >= 5 and fields[1] == TOPIC:
-            current += int(fields[3]) if fields[3].isdigit() else 0
-            end += int(fields[4])
-    return current, end
-
-
-def wait_until_all_written(cluster: Cluster, stream: Stream, timeout: float = 240) -> None:
+def all_written(cluster: Cluster, stream: Stream, timeout: float = 300) -> None:
     """Every produced event is a row and every offset is committed: nothing lost, nothing left behind."""
-    wait_for(f"{stream.produced} rows", lambda: row_count(cluster) == stream.produced, timeout)
-    wait_for("all offsets committed", lambda: committed(cluster) == (stream.produced, stream.produced), timeout)
+    wait_for(f"{stream.produced} rows in {stream.table}",
+             lambda: rows(cluster, stream)["count"] == stream.produced, timeout, interval=2)  # fmt: skip
+    want = {"committed": stream.produced, "end": stream.produced}
+    wait_for(f"group {stream.group} to commit all {stream.produced} offsets",
+             lambda: cluster.toolbox("offsets", stream.group, stream.topic) == want, timeout, interval=2)  # fmt: skip
 
 
-def ready_workers(cluster: Cluster) -> int:
-    status = cluster.get("datapipeline", PIPELINE, NAMESPACE).get("status", {})
-    conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
-    return int(status.get("readyReplicas") or 0) if conditions.get("Ready") == "True" else 0
+def pipeline(cluster: Cluster, name: str = PIPELINE) -> dict[str, Any]:
+    return cluster.get("datapipeline", name, NAMESPACE)
 
 
-def test_operator_runs_from_the_chart(cluster: Cluster) -> None:
-    deployment = cluster.get("deployment", "sluice", "sluice-system")
+def conditions(cluster: Cluster, name: str = PIPELINE) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in pipeline(cluster, name).get("status", {}).get("conditions", [])}
+
+
+def ready_workers(cluster: Cluster, name: str = PIPELINE) -> int:
+    """Workers the DataPipeline reports ready, while its Ready condition holds (0 otherwise)."""
+    status = pipeline(cluster, name).get("status", {})
+    ready = conditions(cluster, name).get("Ready", {}).get("status") == "True"
+    return int(status.get("readyReplicas") or 0) if ready else 0
+
+
+def worker_pods(cluster: Cluster, selector: str = WORKERS) -> list[dict[str, Any]]:
+    return [p for p in cluster.pods(NAMESPACE, selector) if not p["metadata"].get("deletionTimestamp")]
+
+
+def restarts(cluster: Cluster) -> dict[str, int]:
+    return {p["metadata"]["name"]: sum(c.get("restartCount", 0) for c in p["status"].get("containerStatuses", []))
+            for p in worker_pods(cluster)}  # fmt: skip
+
+
+def get_dp(cluster: Cluster) -> dict[str, str]:
+    """`kubectl get dp` as a user reads it: column -> value of the sample's row."""
+    header, row = cluster.kubectl("get", "dp", PIPELINE, "-n", NAMESPACE).splitlines()[:2]
+    return dict(zip(header.split(), row.split(), strict=False))
+
+
+class ExitWatch:
+    """`kubectl get pod -w` on one pod, catching its container's exit code before the pod object goes away."""
+
+    def __init__(self, cluster: Cluster, pod: str) -> None:
+        template = '{.status.containerStatuses[0].state.terminated.exitCode}{"\\n"}'
+        self.process = subprocess.Popen(
+            [str(cluster.kubectl_path), "get", "pod", pod, "-n", NAMESPACE, "-w", "-o", f"jsonpath={template}"],
+            env=cluster.env, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.codes: list[int] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.strip():
+                self.codes.append(int(line.strip()))
+
+    def exit_code(self, timeout: float) -> int:
+        try:
+            return wait_for("the deleted worker's container to terminate", lambda: self.codes, timeout)[0]
+        finally:
+            self.process.kill()
+
+
+# -- the scenarios, in order: each starts from where the one before left the cluster ----------------------------
+
+
+def test_operator_runs_from_the_chart_and_holds_its_lease(cluster: Cluster) -> None:
+    deployment = cluster.get("deployment", RELEASE, OPERATOR_NAMESPACE)
     assert deployment["status"]["availableReplicas"] == 1
-    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].startswith("sluice-operator:")
+    (pod,) = cluster.pods(OPERATOR_NAMESPACE, "app.kubernetes.io/name=sluice")
+    assert pod["status"]["phase"] == "Running"
+    lease = wait_for(
+        "the operator to take its Lease",
+        lambda: cluster.get("lease", RELEASE, OPERATOR_NAMESPACE).get("spec", {}).get("holderIdentity"),
+    )
+    assert lease == pod["metadata"]["name"]
 
 
 def test_sample_pipeline_turns_events_into_rows(cluster: Cluster, stream: Stream) -> None:
-    endpoints = {
-        "SLUICE_KAFKA_BOOTSTRAP_SERVERS": f"kafka-0.kafka.{DATA}.svc.cluster.local:9092",
-        "SLUICE_CASSANDRA_CONTACT_POINTS": f"cassandra-0.cassandra.{DATA}.svc.cluster.local:9042",
-    }
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{PIPELINE}-credentials",
-              "namespace": NAMESPACE}, "stringData": endpoints}  # fmt: skip
-    cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(secret))
-    cluster.kubectl("apply", "-f", str(REPO / "examples" / "gophers-r-us.yaml"))
-    wait_for("one ready worker", lambda: ready_workers(cluster) == 1, timeout=300)
+    cluster.apply(sample())
+    assert cluster.exists("configmap", PIPELINE, NAMESPACE)
+    wait_for("the worker Deployment", lambda: cluster.exists("deployment", PIPELINE, NAMESPACE))
+    wait_for("one ready worker", lambda: ready_workers(cluster) == 1, timeout=300, interval=2)
 
     produce(cluster, stream, 400)
-    wait_until_all_written(cluster, stream)
-    for i in (0, 1, 2, 3):
-        lines = cql(cluster, f"SELECT department FROM {TABLE} WHERE id = 'evt-{i}'")
-        assert list(DEPARTMENTS.values())[i] in lines
+    all_written(cluster, stream)
+    assert rows(cluster, stream, *DEPARTMENTS)["departments"] == DEPARTMENTS
+    columns = get_dp(cluster)
+    assert (columns["READY"], columns["REPLICAS"], columns["AVAILABLE"]) == ("True", "1", "1"), columns
 
 
-def test_kubectl_scale_adds_workers(cluster: Cluster, stream: Stream) -> None:
-    cluster.kubectl("scale", "datapipeline", PIPELINE, "-n", NAMESPACE, "--replicas=3")
-    wait_for("three ready workers", lambda: ready_workers(cluster) == 3, timeout=300)
-    assert len(cluster.pods(NAMESPACE, WORKERS)) == 3
+def test_kubectl_scale_shares_the_partitions_among_three_workers(cluster: Cluster, stream: Stream) -> None:
+    with Producer(cluster, stream, batches=10):
+        cluster.kubectl("scale", "dp", PIPELINE, "-n", NAMESPACE, "--replicas=3")
+        wait_for("three ready workers", lambda: ready_workers(cluster) == 3, timeout=300, interval=2)
+    assert len(worker_pods(cluster)) == 3
+    group = wait_for(
+        "three group members with one partition each",
+        lambda: (found := cluster.toolbox("members", GROUP)) and
+        sorted(len(p) for _, p in found["members"]) == [1] * PARTITIONS and found,
+        timeout=120, interval=2,
+    )  # fmt: skip
+    assert sorted(p for _, parts in group["members"] for p in parts) == list(range(PARTITIONS))
+    all_written(cluster, stream)
+
+
+def test_a_deleted_worker_drains_and_exits_0_and_a_crashed_one_loses_nothing(cluster: Cluster, stream: Stream) -> None:
+    grace = int(cluster.get("deployment", PIPELINE, NAMESPACE)["spec"]["template"]["spec"]
+                ["terminationGracePeriodSeconds"])  # fmt: skip
+    with Producer(cluster, stream, batches=12):
+        time.sleep(3)
+        first, second = (p["metadata"]["name"] for p in worker_pods(cluster)[:2])
+        watch = ExitWatch(cluster, first)
+        time.sleep(1)  # the watch has listed the pod
+        cluster.kubectl("delete", "pod", first, "-n", NAMESPACE, "--wait=false")  # SIGTERM: drain and commit
+        assert watch.exit_code(timeout=grace + 30) == 0
+        cluster.kubectl("delete", "pod", second, "-n", NAMESPACE, "--grace-period=0", "--force")  # a crash
+    wait_for("three ready workers again", lambda: ready_workers(cluster) == 3, timeout=300, interval=2)
+    all_written(cluster, stream)
+
+
+def test_a_config_change_rolls_the_workers_and_new_rows_use_it(cluster: Cluster, stream: Stream) -> None:
+    before = pipeline(cluster)["status"]["configHash"]
+    changed = sample(replicas=3)
+    changed["spec"]["transform"]["lookups"]["department"]["table"]["blue-gopher"] = "plush"
+    with Producer(cluster, stream, batches=10):
+        cluster.apply(changed)
+        wait_for("a new config hash", lambda: pipeline(cluster)["status"].get("configHash") not in (None, before))
+        cluster.rollout("deployment", PIPELINE, NAMESPACE)
+    wait_for("three ready workers on the new config", lambda: ready_workers(cluster) == 3, timeout=300, interval=2)
+    first_new = stream.first + stream.produced
+    produce(cluster, stream, 100)
+    all_written(cluster, stream)
+    new_gopher = f"evt-{first_new + (-first_new) % 4}"  # toolbox.ITEMS[0] is blue-gopher
+    assert rows(cluster, stream, new_gopher)["departments"] == {new_gopher: "plush"}
+    assert rows(cluster, stream, "evt-0")["departments"] == {"evt-0": "gophers"}  # written before the change
+
+
+def test_cassandra_pod_deleted_mid_stream_loses_nothing(cluster: Cluster, stream: Stream) -> None:
+    before = restarts(cluster)
+    with Producer(cluster, stream, batches=15):
+        time.sleep(2)
+        cluster.kubectl("delete", "pod", "cassandra-0", "-n", DATA, "--wait=false")
+        unready = wait_for("the DataPipeline to say its workers cannot write",
+                           lambda: (c := conditions(cluster)["Ready"])["status"] == "False" and c,
+                           timeout=180, interval=1)  # fmt: skip
+        print(f"while Cassandra was away: Ready {unready['reason']}: {unready['message']}")
+        cluster.rollout("statefulset", "cassandra", DATA)
+    wait_for("three ready workers once Cassandra is back", lambda: ready_workers(cluster) == 3, timeout=300)
+    all_written(cluster, stream)
+    assert restarts(cluster) == before, "workers restarted instead of waiting for Cassandra"
+
+
+def test_kafka_pod_deleted_mid_stream_loses_nothing(cluster: Cluster, stream: Stream) -> None:
+    before = restarts(cluster)
+    with Producer(cluster, stream, batches=15):
+        time.sleep(2)
+        cluster.kubectl("delete", "pod", "kafka-0", "-n", DATA, "--wait=false")
+        time.sleep(5)
+        cluster.rollout("statefulset", "kafka", DATA)
+    all_written(cluster, stream)
+    assert restarts(cluster) == before, "workers restarted instead of reconnecting to Kafka"
+    wait_for("three ready workers", lambda: ready_workers(cluster) == 3, timeout=120)
+
+
+def test_autoscaling_follows_a_real_backlog(cluster: Cluster, stream: Stream) -> None:
+    """A second pipeline starts on a backlog: the lag raises its workers to the partition count, and once the
+    backlog is drained they come back down. Each worker gets a fifth of a core, so the backlog lasts."""
+    backlog = Stream("backlog-events", f"{NAMESPACE}.backlog", "store.backlog_events", first=1_000_000)
+    cluster.toolbox("create-topic", backlog.topic, str(PARTITIONS))
+    produce(cluster, backlog, 20_000)
+    manifest = sample(
+        replicas=1,
+        autoscaling={"enabled": True, "minReplicas": 1, "targetLagPerReplica": 2000,
+                     "scaleDownStabilizationSeconds": 10},
+        resources={"requests": {"cpu": "50m"}, "limits": {"cpu": "200m"}},
+    )  # fmt: skip
+    manifest["metadata"]["name"] = "backlog"
+    manifest["spec"]["source"]["topics"] = [backlog.topic]
+    manifest["spec"]["sink"]["table"] = "backlog_events"
+    cluster.apply(manifest)
+    seen: dict[str, int] = {"lag": 0, "replicas": 0}
+
+    def scaled_to_partitions() -> bool:
+        status = pipeline(cluster, "backlog").get("status", {})
+        seen["lag"] = max(seen["lag"], int(status.get("lag") or 0))
+        seen["replicas"] = max(seen["replicas"], int(pipeline(cluster, "backlog")["spec"]["replicas"]))
+        return seen["replicas"] == PARTITIONS
+
+    wait_for("the backlog to raise the workers to the partition count", scaled_to_partitions, timeout=300, interval=1)
+    assert seen["lag"] > 0, "status.lag never showed the backlog"
+    all_written(cluster, backlog, timeout=600)
+    wait_for("the workers back down to minReplicas", lambda: pipeline(cluster, "backlog")["spec"]["replicas"] == 1,
+             timeout=180, interval=2)  # fmt: skip
+    wait_for("status.lag 0", lambda: pipeline(cluster, "backlog")["status"].get("lag") == 0, timeout=60)
+    header, row = cluster.kubectl("get", "dp", "backlog", "-n", NAMESPACE).splitlines()[:2]
+    assert dict(zip(header.split(), row.split(), strict=False))["LAG"] == "0"
+    cluster.kubectl("delete", "dp", "backlog", "-n", NAMESPACE)
+
+
+def test_a_new_operator_takes_the_lease_and_converges(cluster: Cluster, stream: Stream) -> None:
+    (old,) = cluster.pods(OPERATOR_NAMESPACE, "app.kubernetes.io/name=sluice")
+    cluster.kubectl("delete", "pod", old["metadata"]["name"], "-n", OPERATOR_NAMESPACE, "--wait=false")
+    cluster.kubectl("scale", "dp", PIPELINE, "-n", NAMESPACE, "--replicas=2")  # while no operator runs
+    holder = wait_for(
+        "a new operator pod to hold the Lease",
+        lambda: (h := cluster.get("lease", RELEASE, OPERATOR_NAMESPACE)["spec"].get("holderIdentity"))
+        not in (None, old["metadata"]["name"]) and h,
+        timeout=180, interval=2,
+    )  # fmt: skip
+    assert holder in [p["metadata"]["name"] for p in cluster.pods(OPERATOR_NAMESPACE, "app.kubernetes.io/name=sluice")]
+    wait_for("the Deployment scaled to 2",
+             lambda: cluster.get("deployment", PIPELINE, NAMESPACE)["spec"]["replicas"] == 2, timeout=120)  # fmt: skip
+    wait_for("two ready workers", lambda: ready_workers(cluster) == 2, timeout=300, interval=2)
+    produce(cluster, stream, 200)
+    all_written(cluster, stream)
+
+
+def test_paused_pipeline_keeps_its_offsets_and_resumes_where_it_stopped(cluster: Cluster, stream: Stream) -> None:
+    cluster.kubectl("patch", "dp", PIPELINE, "-n", NAMESPACE, "--type=merge", "-p", '{"spec":{"paused":true}}')
+    wait_for("no worker pods", lambda: not cluster.pods(NAMESPACE, WORKERS), timeout=120, interval=2)
+    wait_for("Ready with reason Paused", lambda: conditions(cluster)["Ready"]["reason"] == "Paused", timeout=60)
+    written = stream.produced
     produce(cluster, stream, 300)
-    wait_until_all_written(cluster, stream)
+    time.sleep(5)
+    assert rows(cluster, stream)["count"] == written, "rows were written while paused"
+    assert cluster.toolbox("offsets", GROUP, TOPIC) == {"committed": written, "end": stream.produced}
+    cluster.kubectl("patch", "dp", PIPELINE, "-n", NAMESPACE, "--type=merge", "-p", '{"spec":{"paused":false}}')
+    wait_for("two ready workers", lambda: ready_workers(cluster) == 2, timeout=300, interval=2)
+    all_written(cluster, stream)
 
 
-def test_losing_workers_mid_stream_loses_nothing(cluster: Cluster, stream: Stream) -> None:
-    def keep_producing() -> None:  # 1000 events over ~20 s
-        for _ in range(10):
-            produce(cluster, stream, 100)
-            time.sleep(1)
-
-    producer = threading.Thread(target=keep_producing)
-    producer.start()
-    time.sleep(3)
-    first, second = (p["metadata"]["name"] for p in cluster.pods(NAMESPACE, WORKERS)[:2])
-    cluster.kubectl("delete", "pod", first, "-n", NAMESPACE, "--wait=false")  # SIGTERM: drain and commit
-    time.sleep(3)
-    cluster.kubectl("delete", "pod", second, "-n", NAMESPACE, "--grace-period=0", "--force")  # a crash
-    producer.join(300)
-    assert not producer.is_alive()
-    wait_for("three ready workers again", lambda: ready_workers(cluster) == 3, timeout=300)
-    wait_until_all_written(cluster, stream)
+def test_helm_upgrade_rolls_the_operator(cluster: Cluster) -> None:
+    (old,) = cluster.pods(OPERATOR_NAMESPACE, "app.kubernetes.io/name=sluice")
+    cluster.helm("upgrade", RELEASE, str(REPO / "charts" / "sluice"), "--namespace", OPERATOR_NAMESPACE,
+                 "--reuse-values", "--set=logLevel=DEBUG", "--wait", "--timeout=5m")  # fmt: skip
+    (new,) = wait_for("one operator pod, the new one",
+                      lambda: [p for p in cluster.pods(OPERATOR_NAMESPACE, "app.kubernetes.io/name=sluice")
+                               if p["metadata"]["name"] != old["metadata"]["name"]
+                               and not p["metadata"].get("deletionTimestamp")], timeout=120)  # fmt: skip
+    env = {e["name"]: e.get("value") for e in new["spec"]["containers"][0]["env"]}
+    assert env["SLUICE_LOG_LEVEL"] == "DEBUG"
+    wait_for("the new operator to hold the Lease",
+             lambda: cluster.get("lease", RELEASE, OPERATOR_NAMESPACE).get("spec", {}).get("holderIdentity")
+             == new["metadata"]["name"], timeout=120)  # fmt: skip
 
 
 def test_deleting_the_pipeline_stops_its_workers_within_the_grace_period(cluster: Cluster, stream: Stream) -> None:
-    pod_spec = cluster.get("deployment", PIPELINE, NAMESPACE)["spec"]["template"]["spec"]
-    grace = int(pod_spec["terminationGracePeriodSeconds"])
-    started = time.monotonic()
-    cluster.kubectl("delete", "datapipeline", PIPELINE, "-n", NAMESPACE, "--wait=false")
-    wait_for("no worker pods", lambda: not cluster.pods(NAMESPACE, WORKERS), timeout=grace + 60, interval=1)
-    seconds = time.monotonic() - started
+    grace = int(cluster.get("deployment", PIPELINE, NAMESPACE)["spec"]["template"]["spec"]
+                ["terminationGracePeriodSeconds"])  # fmt: skip
+    with Producer(cluster, stream, batches=5):
+        time.sleep(2)
+        started = time.monotonic()
+        cluster.kubectl("delete", "dp", PIPELINE, "-n", NAMESPACE, "--wait=false")
+        wait_for("no worker pods", lambda: not cluster.pods(NAMESPACE, WORKERS), timeout=grace + 60, interval=1)
+        seconds = time.monotonic() - started
     assert seconds <= grace + 15, f"workers took {seconds:.0f}s to go (grace period {grace}s)"
-    assert committed(cluster) == (stream.produced, stream.produced)
+    for kind in ("deployment", "configmap"):
+        wait_for(f"the {kind} to be garbage-collected", lambda k=kind: not cluster.exists(k, PIPELINE, NAMESPACE))
+    # What the workers committed was written: a new pipeline on the same group would start after it.
+    offsets = cluster.toolbox("offsets", GROUP, TOPIC)
+    assert rows(cluster, stream)["count"] >= offsets["committed"]
+
+
+def test_helm_uninstall_and_deleting_the_crd_leave_nothing(cluster: Cluster) -> None:
+    cluster.helm("uninstall", RELEASE, "--namespace", OPERATOR_NAMESPACE, "--wait", "--timeout=5m")
+    cluster.kubectl("delete", "crd", "datapipelines.sluice.dev", "--wait=true", timeout=120)
+    wait_for("no operator pods", lambda: not cluster.pods(OPERATOR_NAMESPACE, "app.kubernetes.io/name=sluice"))
+    left = cluster.kubectl("get", "clusterrole,clusterrolebinding,all,serviceaccount,role,rolebinding,lease,configmap",
+                           "-A", "-l", "app.kubernetes.io/instance=sluice", "-o", "name")  # fmt: skip
+    assert left.strip() == "", f"left behind by helm uninstall:\n{left}"
+    assert not cluster.exists("crd", "datapipelines.sluice.dev")
+    assert not cluster.exists("lease", RELEASE, OPERATOR_NAMESPACE)
