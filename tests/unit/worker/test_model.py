@@ -19,7 +19,7 @@ from sluice_worker.model import (
     parse_spec,
 )
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gophers-r-us.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "gophers-r-us.yaml"
 
 MINIMAL_SPEC: dict[str, Any] = {
     "source": {"bootstrapServers": "kafka:9092", "topics": ["orders"]},

@@ -10,7 +10,7 @@ from sluice_operator.handlers import Event, change_events, drift_events
 from sluice_operator.reconcile import Outcome, owning_pipeline
 from sluice_worker.model import DataPipeline, parse_pipeline
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gophers-r-us.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "gophers-r-us.yaml"
 BODY = {"metadata": {"name": "gophers-r-us", "namespace": "shop", "uid": "u1"}}
 
 

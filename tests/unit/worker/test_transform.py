@@ -13,7 +13,7 @@ import pytest
 from sluice_worker.model import PipelineError, TransformSpec, load_pipeline
 from sluice_worker.transform import Record, Rejection, Row, Transformer, compile_transform, parse_path
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gophers-r-us.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "gophers-r-us.yaml"
 RECORD_TIME_MS = 1_714_563_200_123  # 2024-05-01T11:33:20.123Z
 
 

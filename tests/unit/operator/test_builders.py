@@ -11,7 +11,7 @@ import yaml
 from sluice_operator import builders
 from sluice_worker.model import DataPipeline, load_pipeline, parse_pipeline
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gophers-r-us.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "gophers-r-us.yaml"
 OWNER = builders.Owner(name="gophers-r-us", namespace="shop", uid="1234-5678")
 
 
