@@ -114,7 +114,8 @@ def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(path: Path, name: str | None, namespace: str) -> DataPipeline | None:
-    from .model import PipelineError, load_pipeline
+    from .manifest import load_pipeline
+    from .model import PipelineError
 
     try:
         return load_pipeline(path, name=name, namespace=namespace)

@@ -70,7 +70,7 @@ class PipelineWorker:
     ) -> None:
         self.settings = settings or WorkerSettings()
         self.spec = self.settings.apply_overrides(pipeline.spec)
-        self.group_id = self.spec.source.group_id_for(pipeline.metadata.namespace, pipeline.metadata.name)
+        self.group_id = pipeline.group_id  # the environment overrides endpoints only
         self.metrics = metrics or WorkerMetrics()
         self.health = health or Health()
         self.shutdown_budget = self.settings.shutdown_budget(self.spec)

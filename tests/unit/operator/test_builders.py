@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 from sluice_operator import builders
-from sluice_worker.model import DataPipeline, load_pipeline, parse_pipeline
+from sluice_worker.manifest import load_pipeline
+from sluice_worker.model import DataPipeline, parse_pipeline
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "gophers-r-us.yaml"
 OWNER = builders.Owner(name="gophers-r-us", namespace="shop", uid="1234-5678")

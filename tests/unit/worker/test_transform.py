@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sluice_worker.model import PipelineError, TransformSpec, load_pipeline
+from sluice_worker.manifest import load_pipeline
+from sluice_worker.model import PipelineError, TransformSpec
 from sluice_worker.transform import Record, Rejection, Row, Transformer, compile_transform, parse_path
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "gophers-r-us.yaml"
