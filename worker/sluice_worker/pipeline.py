@@ -20,6 +20,7 @@ from cassandra import InvalidRequest  # type: ignore[attr-defined]
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from .dead_letters import DeadLetterPublisher, message_headers
+from .hooks import load_hook
 from .metrics import Health, WorkerMetrics
 from .model import DataPipeline
 from .offsets import OffsetTracker
@@ -74,7 +75,7 @@ class PipelineWorker:
         self.metrics = metrics or WorkerMetrics()
         self.health = health or Health()
         self.shutdown_budget = self.settings.shutdown_budget(self.spec)
-        self._transform = compile_transform(self.spec.transform)
+        self._transform = compile_transform(self.spec.transform, load_hook(self.spec.transform))
         self._sink = CassandraSink(self.spec.sink, self.spec.transform.columns(), self.settings.write_timeout_seconds)
         self._offsets = OffsetTracker()
         # Writes Cassandra has yet to answer, by a number: the driver's callback carries only that number, since
