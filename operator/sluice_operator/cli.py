@@ -14,12 +14,13 @@ import kopf
 from kubernetes.config import ConfigException
 from pydantic import ValidationError
 
+from .api import PIPELINES, Obj
 from .handlers import Handlers
 from .kafka import OffsetReader
-from .kube import ApiError, Kube, Obj
+from .kube import ApiError, Kube
 from .leader import LeaderElector, serve_health
 from .metrics import OperatorMetrics
-from .reconcile import PIPELINES, Reconciler
+from .reconcile import Reconciler
 from .scaler import Scaler
 from .settings import OperatorSettings, help_text, kopf_settings
 
