@@ -53,10 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     stop.forward_to(worker.request_stop)
     server = serve_http(settings.http_port, metrics, health, settings.http_host) if settings.http_port else None
     try:
-        return worker.run()
+        code = worker.run()
     finally:
         if server is not None:
             server.shutdown()
+    # Everything durable is committed and the clients are closed: exit now, without waiting for library
+    # threads that outlived the shutdown deadline (e.g. the driver's reconnection attempt to a hung node).
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def build_worker(

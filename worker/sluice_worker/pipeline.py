@@ -98,7 +98,7 @@ class PipelineWorker:
             self._deadline = self._deadline or Deadline.after(self.shutdown_budget)  # also after a crash
             self._consumer.close()  # leaves the group; revoked partitions were committed above
             self._dlq.close(self._deadline)
-            self._sink.close()
+            self._sink.close(self._deadline)
         log.info("stopped cleanly outstanding=%d", self._offsets.outstanding())
         return 0
 

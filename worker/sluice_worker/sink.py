@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -13,6 +14,7 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, S
 from cassandra.policies import ConstantReconnectionPolicy, DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import UNSET_VALUE, BatchStatement, BatchType, BoundStatement, PreparedStatement, Statement
 
+from .deadline import Deadline
 from .model import SinkSpec
 from .transform import Row
 from .writes import PendingRow, WriteCallback
@@ -139,10 +141,17 @@ class CassandraSink:
         """Whether the driver sees at least one live host (cheap; no request)."""
         return self._cluster is not None and any(h.is_up for h in self._cluster.metadata.all_hosts())
 
-    def close(self) -> None:
-        if self._cluster is not None:
-            self._cluster.shutdown()
-            self._cluster = self._session = None
+    def close(self, deadline: Deadline) -> None:
+        """Shuts the driver down, waiting for it until `deadline`: with Cassandra unresponsive, a reconnection
+        attempt in flight holds the driver's shutdown for up to its connect timeout."""
+        cluster, self._cluster, self._session = self._cluster, None, None
+        if cluster is None:
+            return
+        closing = threading.Thread(target=cluster.shutdown, name="sluice-sink-close", daemon=True)
+        closing.start()
+        closing.join(deadline.remaining())
+        if closing.is_alive():
+            log.warning("Cassandra driver still shutting down at the deadline; not waiting for it")
 
 
 _AS_IS = frozenset({str, int, float, bool, bytes})  # bound unchanged: skip to_cql_value (the hot path)

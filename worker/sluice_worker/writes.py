@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .deadline import Deadline
 from .model import RetryBackoff
 from .offsets import TopicPartition
 from .transform import Record, Row
@@ -50,7 +51,7 @@ class Sink(Protocol):
 
     def healthy(self) -> bool: ...
 
-    def close(self) -> None: ...
+    def close(self, deadline: Deadline) -> None: ...
 
 
 class Gauge(Protocol):
