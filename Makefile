@@ -37,10 +37,11 @@ test: venv ## the whole suite against real servers (uses a running stack-up, els
 test-unit: venv ## only the tests that need no server
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-lint: venv ## ruff and mypy
+lint: venv ## ruff, mypy and the import contracts (pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy operator/sluice_operator worker/sluice_worker hack/sluice_stack
+	$(VENV)/bin/lint-imports
 
 format: venv ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .

@@ -1,4 +1,4 @@
-"""Pure builders: a typed DataPipeline in, the manifests of its ConfigMap and worker Deployment out."""
+"""Pure builders: a typed DataPipeline in, its children out (ConfigMap, worker Deployment, hash, worker count)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,14 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import yaml
-from sluice_worker.model import API_VERSION, KIND, DataPipeline
+from sluice_worker.model import DataPipeline
 
-FIELD_MANAGER: Final = "sluice-operator"
+from .api import FIELD_MANAGER, MANAGED_BY, PIPELINE_LABEL, Owner, configmap_name, deployment_name, secret_name
+
 CONFIG_DIR: Final = "/etc/sluice"
 CONFIG_FILE: Final = "pipeline.yaml"
 HTTP_PORT: Final = 8080
 CONFIG_HASH: Final = "sluice.dev/config-hash"
-PIPELINE_LABEL: Final = "sluice.dev/pipeline"
-MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 WORKER: Final = "sluice-worker"
 
 # Spec fields that shape the Deployment rather than the worker's config: changing them must not change the
@@ -27,34 +26,36 @@ Manifest = dict[str, Any]
 
 
 @dataclass(frozen=True)
-class Owner:
-    """The DataPipeline object the children belong to."""
+class Children:
+    """What one DataPipeline runs as: its ConfigMap and Deployment, the hash of the config, the worker count."""
 
-    name: str
-    namespace: str
-    uid: str
+    configmap: Manifest
+    deployment: Manifest
+    config_hash: str
+    workers: int
 
-    @classmethod
-    def of(cls, body: Mapping[str, Any]) -> Owner:
-        meta = body["metadata"]
-        return cls(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
-
-    def reference(self) -> dict[str, Any]:
-        """The controller ownerReference: its children are garbage-collected with it."""
-        return {"apiVersion": API_VERSION, "kind": KIND, "name": self.name, "uid": self.uid, "controller": True}
+    def by_kind(self) -> dict[str, Manifest]:
+        return {"ConfigMap": self.configmap, "Deployment": self.deployment}
 
 
-def deployment_name(pipeline: str) -> str:
-    return pipeline
-
-
-def configmap_name(pipeline: str) -> str:
-    return f"{pipeline}-pipeline"
-
-
-def secret_name(pipeline: str) -> str:
-    """The optional Secret whose keys become the workers' environment (credentials' variables)."""
-    return f"{pipeline}-credentials"
+def build_children(
+    owner: Owner,
+    pipeline: DataPipeline,
+    status: Mapping[str, Any],
+    *,
+    default_image: str,
+    progress_deadline_seconds: int,
+) -> Children:
+    """The children of a pipeline whose last status is `status` (where the autoscaler keeps its decision)."""
+    config = worker_config(pipeline)
+    digest = config_hash(config)
+    count = workers(pipeline, status)
+    return Children(
+        configmap=_configmap(owner, config),
+        deployment=_deployment(owner, pipeline, default_image, digest, progress_deadline_seconds, count),
+        config_hash=digest,
+        workers=count,
+    )
 
 
 def selector_labels(pipeline: str) -> dict[str, str]:
@@ -91,13 +92,15 @@ def config_hash(config: str) -> str:
     return hashlib.sha256(config.encode()).hexdigest()[:16]
 
 
-def workers(pipeline: DataPipeline, autoscaled: int | None = None) -> int:
-    """The worker pods to run: none while paused, the autoscaler's count while it decides, else spec.replicas."""
+def workers(pipeline: DataPipeline, status: Mapping[str, Any]) -> int:
+    """The worker pods to run, the one answer to it: none while paused; while autoscaling, the autoscaler's
+    last decision (status.desiredReplicas; spec.replicas only mirrors it for kubectl); else spec.replicas."""
     spec = pipeline.spec
+    autoscaled = status.get("desiredReplicas")
     if spec.paused:
         return 0
     if spec.autoscaling.enabled and autoscaled is not None:
-        return autoscaled
+        return int(autoscaled)
     return spec.replicas
 
 
@@ -110,13 +113,13 @@ def _metadata(owner: Owner, name: str) -> dict[str, Any]:
     }
 
 
-def build_configmap(owner: Owner, pipeline: DataPipeline) -> Manifest:
+def _configmap(owner: Owner, config: str) -> Manifest:
     """The ConfigMap holding the worker's pipeline.yaml."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _metadata(owner, configmap_name(owner.name)),
-        "data": {CONFIG_FILE: worker_config(pipeline)},
+        "data": {CONFIG_FILE: config},
     }
 
 
@@ -152,23 +155,22 @@ def _container(owner: Owner, pipeline: DataPipeline, default_image: str) -> dict
     return container
 
 
-def build_deployment(
+def _deployment(
     owner: Owner,
     pipeline: DataPipeline,
-    *,
     default_image: str,
     config_hash: str,
     progress_deadline_seconds: int,
-    autoscaled: int | None = None,
+    count: int,
 ) -> Manifest:
-    """The worker Deployment of `workers(pipeline, autoscaled)` pods; everything else as the spec says."""
+    """The worker Deployment of `count` pods; everything else as the spec says."""
     spec = pipeline.spec
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": _metadata(owner, deployment_name(owner.name)),
         "spec": {
-            "replicas": workers(pipeline, autoscaled),
+            "replicas": count,
             "selector": {"matchLabels": selector_labels(owner.name)},
             "progressDeadlineSeconds": progress_deadline_seconds,
             "revisionHistoryLimit": 3,

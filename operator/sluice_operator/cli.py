@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -13,13 +12,15 @@ from collections.abc import Sequence
 import kopf
 from kubernetes.config import ConfigException
 from pydantic import ValidationError
+from sluice_worker.logs import configure_logging
 
+from .api import PIPELINES, Obj
 from .handlers import Handlers
 from .kafka import OffsetReader
-from .kube import ApiError, Kube, Obj
+from .kube import ApiError, Kube
 from .leader import LeaderElector, serve_health
 from .metrics import OperatorMetrics
-from .reconcile import PIPELINES, Reconciler
+from .reconcile import Reconciler
 from .scaler import Scaler
 from .settings import OperatorSettings, help_text, kopf_settings
 
@@ -150,30 +151,6 @@ async def run(settings: OperatorSettings) -> int:
     return 1 if lost else 0
 
 
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object a line: time, level, logger, message (and the traceback, if any)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def configure_logging(settings: OperatorSettings) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if settings.log_format == "json":
-        handler.setFormatter(JsonLogFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="sluice-operator",
@@ -191,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_settings:
         print(settings.model_dump_json(indent=2))
         return 0
-    configure_logging(settings)
+    configure_logging(settings.log_level, settings.log_format, "%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     try:
         return asyncio.run(run(settings))
     except ConfigException as error:

@@ -13,12 +13,9 @@ import yaml
 from pydantic import BaseModel
 from sluice_worker.model import KIND, DataPipeline, PipelineSpec
 
+from .api import CRD_NAME, GROUP, PLURAL, VERSION
 from .status import PipelineStatus
 
-GROUP: Final = "sluice.dev"
-VERSION: Final = "v1alpha1"
-PLURAL: Final = "datapipelines"
-CRD_NAME: Final = f"{PLURAL}.{GROUP}"
 CRD_FILE: Final = Path("crds") / f"{CRD_NAME}.yaml"
 
 Schema = dict[str, Any]

@@ -11,10 +11,19 @@ from typing import Any, Final
 import kopf
 from sluice_worker.model import PipelineSpec
 
-from . import builders
-from .crd import GROUP, PLURAL, VERSION
-from .kube import ApiError, Event, Obj
-from .reconcile import Observed, Outcome, Reconciler, owning_pipeline
+from .api import (
+    FIELD_MANAGER,
+    GROUP,
+    MANAGED_BY,
+    PLURAL,
+    VERSION,
+    Obj,
+    configmap_name,
+    deployment_name,
+    owning_pipeline,
+)
+from .kube import ApiError, Event
+from .reconcile import Observed, Outcome, Reconciler
 from .scaler import Scaler
 
 COMPONENT: Final = "sluice-operator"
@@ -52,9 +61,8 @@ def change_events(cause: str, diff: Iterable[Sequence[Any]], outcome: Outcome) -
     spec = outcome.pipeline.spec if outcome.pipeline else None
     name = outcome.body["metadata"]["name"]
     if outcome.created and spec is not None:
-        workers = 0 if spec.paused else spec.replicas
-        events.append(Event("Normal", "Created", f"Created Deployment {builders.deployment_name(name)} with "
-                            f"{workers} workers and ConfigMap {builders.configmap_name(name)}"))  # fmt: skip
+        events.append(Event("Normal", "Created", f"Created Deployment {deployment_name(name)} with "
+                            f"{outcome.workers} workers and ConfigMap {configmap_name(name)}"))  # fmt: skip
     if cause == "update" and spec is not None:
         fields = _changed(diff)
         if "replicas" in fields and not spec.autoscaling.enabled:  # else the autoscaler tells its own changes
@@ -108,7 +116,7 @@ class Handlers:
         """DataPipeline changes (with kopf's retries) and events of the children it labels as its own."""
         for on, handler_id in ((kopf.on.create, "create"), (kopf.on.update, "update"), (kopf.on.resume, "resume")):
             on(GROUP, VERSION, PLURAL, id=handler_id, registry=registry)(self.on_pipeline)
-        children = {builders.MANAGED_BY: builders.FIELD_MANAGER}
+        children = {MANAGED_BY: FIELD_MANAGER}
         kopf.on.event("apps", "v1", "deployments", labels=children, registry=registry)(self.on_child)
         kopf.on.event("v1", "configmaps", labels=children, registry=registry)(self.on_child)
 

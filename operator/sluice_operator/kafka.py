@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]  # not in __all__
+from sluice_worker.kafka import client_config
 from sluice_worker.model import SourceSpec
 
 from .lag import PartitionOffsets, Snapshot
@@ -37,14 +38,7 @@ def admin_config(source: SourceSpec) -> dict[str, str]:
             f"securityProtocol {source.security_protocol}: the operator has no SASL credentials (only the "
             "workers read them), so it cannot read the lag"
         )
-    config = {
-        "bootstrap.servers": source.bootstrap_servers,
-        "security.protocol": source.security_protocol,
-        "client.id": "sluice-operator",
-    }
-    if source.ssl_ca_location:
-        config["ssl.ca.location"] = source.ssl_ca_location
-    return config
+    return client_config(source, "sluice-operator")
 
 
 def _key(config: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 from urllib.parse import urlencode
@@ -13,12 +12,12 @@ from urllib.parse import urlencode
 import urllib3
 from kubernetes import client, config
 
+from .api import BY_KIND, EVENTS, Obj, Resource, rfc3339
+
 JSON: Final = "application/json"
 APPLY: Final = "application/apply-patch+yaml"
 MERGE: Final = "application/merge-patch+json"
 JSON_PATCH: Final = "application/json-patch+json"
-
-Obj = dict[str, Any]
 
 
 class Event(NamedTuple):
@@ -45,27 +44,6 @@ class ApiError(Exception):
     def transient(self) -> bool:
         """The server could not answer now (unreachable, 409 conflict, 429, 5xx): worth a prompt retry."""
         return self.status in (0, 409, 429) or self.status >= 500
-
-
-@dataclass(frozen=True)
-class Resource:
-    """An API resource by group/version and plural: knows its URL paths."""
-
-    group_version: str
-    plural: str
-
-    def path(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
-        base = f"/api/{self.group_version}" if "/" not in self.group_version else f"/apis/{self.group_version}"
-        parts = [base, *(("namespaces", namespace) if namespace else ()), self.plural]
-        parts += [p for p in (name, subresource) if p]
-        return "/".join(parts)
-
-
-DEPLOYMENTS: Final = Resource("apps/v1", "deployments")
-CONFIGMAPS: Final = Resource("v1", "configmaps")
-EVENTS: Final = Resource("v1", "events")
-LEASES: Final = Resource("coordination.k8s.io/v1", "leases")
-BY_KIND: Final = {"Deployment": DEPLOYMENTS, "ConfigMap": CONFIGMAPS}
 
 
 class Kube:
@@ -146,7 +124,7 @@ class Kube:
     def post_event(self, involved: Mapping[str, Any], *, type: str, reason: str, message: str, component: str) -> None:
         """A core/v1 Event about `involved` (seen in `kubectl describe` and `kubectl events`)."""
         meta = involved["metadata"]
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = rfc3339(datetime.now(UTC))
         event = {
             "apiVersion": "v1",
             "kind": "Event",

@@ -12,7 +12,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from .kube import LEASES, ApiError, Kube, Obj
+from .api import LEASES, Obj, rfc3339
+from .kube import ApiError, Kube
 from .settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 def _now() -> str:
     """MicroTime, as Leases store it."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return rfc3339(datetime.now(UTC), microseconds=True)
 
 
 class LeaderElector:

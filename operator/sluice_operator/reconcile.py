@@ -7,17 +7,26 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
-from sluice_worker.model import API_VERSION, KIND, DataPipeline, PipelineError, parse_pipeline
+from sluice_worker.model import DataPipeline, PipelineError
 
 from . import builders, status
-from .crd import GROUP, PLURAL, VERSION
-from .kube import CONFIGMAPS, DEPLOYMENTS, ApiError, Kube, Obj, Resource
+from .api import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    FIELD_MANAGER,
+    PIPELINES,
+    Obj,
+    Owner,
+    configmap_name,
+    controller_of,
+    deployment_name,
+    validated,
+)
+from .kube import ApiError, Kube
 from .metrics import OperatorMetrics
 from .settings import OperatorSettings
-
-PIPELINES: Final = Resource(f"{GROUP}/{VERSION}", PLURAL)
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +41,7 @@ class Outcome:
     repaired: dict[str, list[str]] = field(default_factory=dict)  # "Deployment x" -> what a hand edit changed
     created: bool = False  # the Deployment did not exist before
     config_hash: str | None = None
+    workers: int | None = None  # the worker pods the Deployment runs; None when the spec is invalid
     status: Obj = field(default_factory=dict)
 
 
@@ -58,32 +68,7 @@ def _version(obj: Mapping[str, Any]) -> int | None:
         return None
 
 
-def validated(body: Mapping[str, Any]) -> DataPipeline:
-    """The typed pipeline of a DataPipeline object from the API server. Raises PipelineError."""
-    meta = body["metadata"]
-    return parse_pipeline({
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
-        "spec": body.get("spec"),
-    })  # fmt: skip
-
-
-def controller_of(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The ownerReference with controller: true, if any."""
-    refs = obj.get("metadata", {}).get("ownerReferences") or []
-    return next((ref for ref in refs if ref.get("controller")), None)
-
-
-def owning_pipeline(obj: Mapping[str, Any]) -> str | None:
-    """The name of the DataPipeline controlling a child, if a DataPipeline does."""
-    ref = controller_of(obj)
-    if ref and ref.get("kind") == KIND and ref.get("apiVersion", "").split("/")[0] == GROUP:
-        return str(ref["name"])
-    return None
-
-
-def _conflict(kind: str, live: Obj | None, owner: builders.Owner) -> str | None:
+def _conflict(kind: str, live: Obj | None, owner: Owner) -> str | None:
     if live is None:
         return None
     ref = controller_of(live)
@@ -152,10 +137,10 @@ class Reconciler:
         return {f"{observed.kind} {last.manifest['metadata']['name']}": changes} if changes else {}
 
     def _reconcile(self, key: tuple[str, str], body: Obj, observed: Observed | None) -> Outcome:
-        owner = builders.Owner.of(body)
+        owner = Owner.of(body)
         live = {
-            "Deployment": self.kube.get(DEPLOYMENTS, owner.namespace, builders.deployment_name(owner.name)),
-            "ConfigMap": self.kube.get(CONFIGMAPS, owner.namespace, builders.configmap_name(owner.name)),
+            "Deployment": self.kube.get(DEPLOYMENTS, owner.namespace, deployment_name(owner.name)),
+            "ConfigMap": self.kube.get(CONFIGMAPS, owner.namespace, configmap_name(owner.name)),
         }
         try:
             pipeline = validated(body)
@@ -165,39 +150,36 @@ class Reconciler:
             if conflict := _conflict(kind, obj, owner):
                 return self._failed(body, live["Deployment"], ("NameConflict", conflict), pipeline)
 
-        configmap = builders.build_configmap(owner, pipeline)
-        config_hash = builders.config_hash(configmap["data"][builders.CONFIG_FILE])
-        autoscaled = (body.get("status") or {}).get("desiredReplicas")
-        deployment = builders.build_deployment(
+        children = builders.build_children(
             owner,
             pipeline,
+            body.get("status") or {},
             default_image=self.settings.default_worker_image,
-            config_hash=config_hash,
             progress_deadline_seconds=self.settings.progress_deadline_seconds,
-            autoscaled=autoscaled,
         )
         repaired = self._drift(key, observed)
+        applied: dict[str, Obj] = {}
         try:
-            applied_configmap = self.kube.apply(configmap, builders.FIELD_MANAGER)
-            applied = self.kube.apply(deployment, builders.FIELD_MANAGER)
+            for kind, manifest in children.by_kind().items():  # the ConfigMap first: the pods mount it
+                applied[kind] = self.kube.apply(manifest, FIELD_MANAGER)
         except ApiError as error:
             if not error.permanent:
                 raise
             return self._failed(body, live["Deployment"], ("ApplyFailed", error.message), pipeline)
         self._applied[key] = {
-            "ConfigMap": Applied(configmap, _version(applied_configmap)),
-            "Deployment": Applied(deployment, _version(applied)),
+            kind: Applied(manifest, _version(applied[kind])) for kind, manifest in children.by_kind().items()
         }
 
-        desired = builders.workers(pipeline, autoscaled)
-        assessment = status.assess(applied, desired=desired, paused=pipeline.spec.paused)
-        new_status = self._write_status(body, assessment, applied, config_hash)
+        deployment = applied["Deployment"]
+        assessment = status.assess(deployment, desired=children.workers, paused=pipeline.spec.paused)
+        new_status = self._write_status(body, assessment, deployment, children.config_hash)
         return Outcome(
             body=body,
             pipeline=pipeline,
             repaired=repaired,
             created=live["Deployment"] is None,
-            config_hash=config_hash,
+            config_hash=children.config_hash,
+            workers=children.workers,
             status=new_status,
         )
 

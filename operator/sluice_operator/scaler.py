@@ -12,13 +12,14 @@ from typing import Any
 
 from sluice_worker.model import DataPipeline, PipelineError
 
-from . import builders, status
+from . import status
+from .api import PIPELINES, Obj, rfc3339, validated
 from .autoscaling import Decision, History, decide, recommend, scale_up_blocker
+from .builders import workers
 from .kafka import LagUnavailable, OffsetReader
-from .kube import ApiError, Event, Kube, Obj
+from .kube import ApiError, Event, Kube
 from .lag import Snapshot, throughput, total_lag
 from .metrics import OperatorMetrics
-from .reconcile import PIPELINES, validated
 
 logger = logging.getLogger(__name__)
 
@@ -138,14 +139,13 @@ class Scaler:
             decision, events = self._autoscale(pipeline, previous, memory, lag, partitions, snapshot.taken)
             observed["desiredReplicas"] = decision.replicas
             if decision.action in ("up", "down"):
-                observed["lastScaleTime"] = status.timestamp(datetime.fromtimestamp(snapshot.taken, UTC))
+                observed["lastScaleTime"] = rfc3339(datetime.fromtimestamp(snapshot.taken, UTC))
         else:
             memory.history = None  # a later start waits a whole window before it scales down
             _tell(memory, None, None)
             if not spec.autoscaling.enabled:
                 observed["desiredReplicas"] = None
-        autoscaled = observed.get("desiredReplicas", previous.get("desiredReplicas"))
-        self.metrics.desired_replicas.labels(namespace, name).set(builders.workers(pipeline, autoscaled))
+        self.metrics.desired_replicas.labels(namespace, name).set(workers(pipeline, {**previous, **observed}))
 
         self._write_status(body, observed)
         if decision is not None and spec.replicas != decision.replicas:
@@ -157,8 +157,8 @@ class Scaler:
     ) -> tuple[Decision, list[Event]]:
         """The autoscaler's decision at this check, and its events."""
         namespace, name, spec = pipeline.metadata.namespace, pipeline.metadata.name, pipeline.spec
-        autoscaled = previous.get("desiredReplicas")
-        current = autoscaled if autoscaled is not None else spec.replicas
+        decided = previous.get("desiredReplicas") is not None
+        current = workers(pipeline, previous)  # not paused here: the autoscaler's last decision, or spec.replicas
         blocker = scale_up_blocker(previous)
         decision = decide(
             current=current,
@@ -170,7 +170,7 @@ class Scaler:
         )
         memory.history = decision.history
         events = []
-        if autoscaled is not None and spec.replicas != autoscaled:  # someone else set spec.replicas
+        if decided and spec.replicas != current:  # spec.replicas mirrors the decision: someone else set it
             self.metrics.scale_decisions.labels(namespace, name, "overridden").inc()
             message = (
                 f"spec.replicas is {spec.replicas}, but spec.autoscaling is enabled and owns it (kubectl scale and "

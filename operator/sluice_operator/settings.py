@@ -12,7 +12,7 @@ import kopf
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .builders import FIELD_MANAGER
+from .api import FIELD_MANAGER, MANAGED_BY
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -122,7 +122,7 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     configured.posting.enabled = False  # the reconciler posts its own events
     configured.scanning.disabled = True  # no CRD or namespace watching: fewer permissions
     configured.execution.max_workers = 8
-    managed = f"app.kubernetes.io/managed-by={FIELD_MANAGER}"
+    managed = f"{MANAGED_BY}={FIELD_MANAGER}"
     configured.watching.label_selectors["apps", "v1", "deployments"] = managed
     configured.watching.label_selectors["v1", "configmaps"] = managed
     # kopf reports every handler run at INFO; the reconciler logs what matters.

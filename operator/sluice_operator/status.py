@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+from .api import rfc3339
 
 READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
 CONDITION_TYPES = (READY, PROGRESSING, DEGRADED)
@@ -170,11 +172,6 @@ def assess(deployment: Mapping[str, Any] | None, *, desired: int, paused: bool) 
     return Assessment(ready, Verdict("True", moving, counts), degraded)
 
 
-def timestamp(now: datetime) -> str:
-    """RFC 3339 in UTC with a Z, as Kubernetes writes times."""
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def merge_conditions(
     previous: Sequence[Mapping[str, Any]], assessment: Assessment, generation: int, now: datetime
 ) -> list[dict[str, Any]]:
@@ -189,7 +186,7 @@ def merge_conditions(
                 type=kind,
                 status=verdict.status,
                 observed_generation=generation,
-                last_transition_time=timestamp(now) if changed else old["lastTransitionTime"],
+                last_transition_time=rfc3339(now) if changed else old["lastTransitionTime"],
                 reason=verdict.reason,
                 message=verdict.message[:32768],
             ).model_dump(by_alias=True)

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from sluice_operator.kube import Kube, Resource
-from sluice_operator.reconcile import PIPELINES
+from sluice_operator.api import PIPELINES, Resource
+from sluice_operator.kube import Kube
 
 from tests import waiting
 

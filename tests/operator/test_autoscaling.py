@@ -22,7 +22,8 @@ from operator_harness import (
     sample,
     wait_for,
 )
-from sluice_operator.kube import DEPLOYMENTS, Kube
+from sluice_operator.api import DEPLOYMENTS
+from sluice_operator.kube import Kube
 
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from operator_harness import Kubectl, Operator, condition, events, pipeline, sample, wait_for
+from sluice_operator.api import CONFIGMAPS, DEPLOYMENTS, PIPELINES
 from sluice_operator.builders import CONFIG_FILE, CONFIG_HASH
-from sluice_operator.kube import CONFIGMAPS, DEPLOYMENTS, Kube
-from sluice_operator.reconcile import PIPELINES
+from sluice_operator.kube import Kube
 
 pytestmark = pytest.mark.kube
 

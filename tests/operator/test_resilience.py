@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from operator_harness import OPERATOR_NAMESPACE, Kubectl, Operator, condition, pipeline, sample, wait_for
-from sluice_operator.kube import CONFIGMAPS, DEPLOYMENTS, LEASES, Kube
+from sluice_operator.api import CONFIGMAPS, DEPLOYMENTS, LEASES
+from sluice_operator.kube import Kube
 from sluice_operator.leader import LeaderElector
 from sluice_operator.settings import OperatorSettings
 

@@ -22,6 +22,8 @@ from cassandra.cluster import Cluster, NoHostAvailable, Session
 from cassandra.policies import ConstantReconnectionPolicy
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from sluice_stack.config import component_dir
+from sluice_stack.jvm import java
 from sluice_stack.process import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -130,6 +132,15 @@ class PipelineUnderTest:
         assert producer.flush(60) == 0, "not every event was acknowledged by Kafka"
         self.events.extend(batch)
         return batch
+
+    def throttle_produce(self, client_id: str, bytes_per_second: int) -> None:
+        """A Kafka quota for one client: past it, the broker answers its produce requests seconds late."""
+        command = [
+            java(), "-cp", str(component_dir("kafka") / "lib" / "*"), "kafka.admin.ConfigCommand",
+            "--bootstrap-server", self.bootstrap, "--alter", "--add-config", f"producer_byte_rate={bytes_per_second}",
+            "--entity-type", "clients", "--entity-name", client_id,
+        ]  # fmt: skip
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
 
     def committed(self, timeout: float = 5) -> dict[int, int]:
         """The group's committed offset per partition (only those that have one)."""

@@ -104,3 +104,35 @@ def test_three_workers_scaled_1_3_1_while_producing(make_pipeline, make_worker) 
         assert first.stop()[0] == 0
     assert rows == pipeline.expected_rows()
     assert audit.violations == []
+
+
+def test_exits_within_the_grace_period_with_cassandra_paused_and_dead_letters_pending(  # type: ignore[no-untyped-def]
+    pipeline, make_worker, cassandra
+) -> None:
+    """Nothing can finish: writes wait on a paused Cassandra, and a Kafka quota on the worker's client makes
+    the broker acknowledge dead letters seconds late. Drain, commit, dead-letter flush and close share one
+    deadline, so the worker still exits inside terminationGracePeriodSeconds, before a kubelet's SIGKILL."""
+    grace, margin = 12, 5
+    manifest = pipeline.write_manifest(
+        pipeline.workdir / "grace.yaml",
+        terminationGracePeriodSeconds=grace,
+        delivery={"shutdownMarginSeconds": margin},
+    )
+    pipeline.throttle_produce(f"sluice-{pipeline.group_id}", bytes_per_second=1)  # the worker's client.id
+    pipeline.produce(200, poison_every=20)
+    with running(make_worker(manifest)) as worker:
+        worker.wait_ready()
+        pipeline.wait_for_rows(190)
+        with cassandra.paused():
+            pipeline.produce(200, poison_every=10)
+            _wait(lambda: not worker.ready(), 20, "/readyz to turn false while Cassandra is paused")
+            code, seconds = worker.stop(timeout=grace + 30)
+            log = worker.log(400)
+    assert code == 0, log
+    assert seconds < grace, f"exited {seconds:.1f}s after SIGTERM, past the {grace}s grace period:\n{log}"
+    assert "dead letters not acknowledged by the deadline" in log, log  # they were pending to the end
+    committed = pipeline.committed().get(0, 0)
+    assert committed <= 200, "a message produced while Cassandra was paused was committed"
+    written = pipeline.row_ids()
+    assert all(e.id in written for e in pipeline.events if e.poison is None and e.offset < committed)
+    print(f"exited {seconds:.1f}s after SIGTERM (grace {grace}s, budget {grace - margin}s)")

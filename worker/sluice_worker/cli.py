@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -14,10 +13,13 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the real imports happen in main(), after the signal handlers are in place
+    from .metrics import Health, WorkerMetrics
     from .model import DataPipeline
+    from .pipeline import PipelineWorker
     from .settings import WorkerSettings
 
 EXIT_INVALID = 2
+log = logging.getLogger("sluice.worker")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     # Signals first: Kubernetes may stop a pod that is still starting, and that must still exit cleanly.
     stop = _StopSignals()
     from .metrics import Health, WorkerMetrics, serve_http
+    from .model import PipelineError
     from .settings import WorkerSettings
 
     settings = WorkerSettings()
@@ -41,22 +44,49 @@ def main(argv: list[str] | None = None) -> int:
     pipeline = _load(args.pipeline, args.name, args.namespace)
     if pipeline is None:
         return EXIT_INVALID
-
-    from .pipeline import PipelineWorker  # imported late: `--help` and bad files stay fast
-
     metrics, health = WorkerMetrics(), Health()
-    worker = PipelineWorker(pipeline, settings, metrics, health)
+    try:
+        worker = build_worker(settings.apply_overrides(pipeline), settings, metrics, health)
+    except PipelineError as exc:  # the Python hook cannot be loaded
+        print(f"sluice-worker: invalid pipeline {args.pipeline}:\n{exc}", file=sys.stderr)
+        return EXIT_INVALID
     stop.forward_to(worker.request_stop)
     server = serve_http(settings.http_port, metrics, health, settings.http_host) if settings.http_port else None
     try:
-        return worker.run()
+        code = worker.run()
     finally:
         if server is not None:
             server.shutdown()
+    # Everything durable is committed and the clients are closed: exit now, without waiting for library
+    # threads that outlived the shutdown deadline (e.g. the driver's reconnection attempt to a hung node).
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def build_worker(
+    pipeline: DataPipeline, settings: WorkerSettings, metrics: WorkerMetrics, health: Health
+) -> PipelineWorker:
+    """The composition root: the sink, the transform with the user's hook, and the loop that drives them.
+
+    `pipeline` has the environment's overrides applied. Imported here, late: `--help` and bad files stay fast.
+    Raises PipelineError if the Python hook cannot be loaded.
+    """
+    from .hooks import load_hook
+    from .pipeline import PipelineWorker
+    from .sink import CassandraSink
+    from .transform import compile_transform
+
+    spec = pipeline.spec
+    sink = CassandraSink(spec.sink, spec.transform.columns(), settings.write_timeout_seconds)
+    transform = compile_transform(spec.transform, load_hook(spec.transform))
+    return PipelineWorker(pipeline, sink, transform, settings, metrics, health)
 
 
 class _StopSignals:
-    """SIGTERM and SIGINT ask the worker to stop; one that comes before the worker exists is kept for it."""
+    """The exit policy: SIGTERM or SIGINT asks the worker to stop (one that comes before the worker exists is
+    kept for it); a second one exits the process at once."""
 
     def __init__(self) -> None:
         self._requested = False
@@ -65,13 +95,13 @@ class _StopSignals:
         signal.signal(signal.SIGINT, self._on_signal)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        logging.getLogger("sluice.worker").info("received %s", signal.Signals(signum).name)
+        log.info("received %s", signal.Signals(signum).name)
+        if self._requested:
+            log.warning("second stop signal: exiting at once")
+            os._exit(128 + signum)
+        self._requested = True
         if self._forward is not None:
             self._forward()
-        elif self._requested:
-            os._exit(128 + signum)
-        else:
-            self._requested = True
 
     def forward_to(self, request_stop: Callable[[], None]) -> None:
         self._forward = request_stop
@@ -100,7 +130,8 @@ def _replay(argv: list[str]) -> int:
         return EXIT_INVALID
     from .replay import replay_dead_letters
 
-    count = replay_dead_letters(pipeline, settings, rate=args.rate, idle_seconds=args.idle_seconds)
+    overridden = settings.apply_overrides(pipeline)
+    count = replay_dead_letters(overridden, settings.pod_name, rate=args.rate, idle_seconds=args.idle_seconds)
     print(f"replayed {count} dead letters")
     return 0
 
@@ -114,7 +145,8 @@ def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(path: Path, name: str | None, namespace: str) -> DataPipeline | None:
-    from .model import PipelineError, load_pipeline
+    from .manifest import load_pipeline
+    from .model import PipelineError
 
     try:
         return load_pipeline(path, name=name, namespace=namespace)
@@ -123,24 +155,9 @@ def _load(path: Path, name: str | None, namespace: str) -> DataPipeline | None:
         return None
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(
-            {
-                "time": self.formatTime(record),
-                "level": record.levelname,
-                "logger": record.name,
-                "message": record.getMessage(),
-            }
-        )
-
-
 def _configure_logging(settings: WorkerSettings) -> None:
-    handler = logging.StreamHandler()
-    if settings.log_format == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
+    from .logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format, "%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("cassandra").setLevel(logging.ERROR)
     logging.getLogger("cassandra.cluster").setLevel(logging.CRITICAL)  # the sink logs each failure itself

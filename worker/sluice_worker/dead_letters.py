@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from .deadline import Deadline
+from .kafka import Headers
 from .transform import Record, Rejection
 
 log = logging.getLogger("sluice.dlq")
@@ -21,14 +23,6 @@ SOURCE_TIMESTAMP = "sluice.source.timestamp"
 SLUICE_HEADERS = frozenset({ERROR, REASON, SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET, SOURCE_TIMESTAMP})
 
 DeliveredCallback = Callable[[KafkaError | None], None]
-Headers = list[tuple[str, str | bytes | None]]
-
-
-def message_headers(message: Message) -> tuple[tuple[str, bytes | None], ...]:
-    """A consumed message's headers as (name, raw value) pairs, in order."""
-    headers = message.headers() or []
-    pairs = headers.items() if isinstance(headers, dict) else headers
-    return tuple((name, value.encode() if isinstance(value, str) else value) for name, value in pairs)
 
 
 def dead_letter_headers(record: Record, rejection: Rejection) -> Headers:
@@ -47,10 +41,10 @@ def dead_letter_headers(record: Record, rejection: Rejection) -> Headers:
 class DeadLetterPublisher:
     """An idempotent producer; a dead letter counts as handled only once the broker acknowledged it."""
 
-    def __init__(self, producer_config: dict[str, object]) -> None:
+    def __init__(self, client_config: Mapping[str, object]) -> None:
         self._producer = Producer(
             {
-                **producer_config,
+                **client_config,
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 5,
@@ -85,6 +79,14 @@ class DeadLetterPublisher:
     def poll(self, timeout: float = 0) -> None:
         self._producer.poll(timeout)
 
-    def flush(self, timeout: float) -> int:
-        """Waits for outstanding dead letters; returns how many are still unacknowledged."""
-        return int(self._producer.flush(timeout))
+    def close(self, deadline: Deadline) -> int:
+        """Waits until `deadline` for outstanding dead letters, then drops the rest; returns how many were dropped.
+
+        A dropped dead letter was never acknowledged, so its message's offset was not committed: it is consumed
+        (and dead-lettered) again by the next owner of its partition.
+        """
+        left = int(self._producer.flush(deadline.remaining()))
+        if left:
+            log.warning("%d dead letters not acknowledged by the deadline; their messages will be redelivered", left)
+            self._producer.purge()  # their delivery callbacks never run: the loop is done with them
+        return left

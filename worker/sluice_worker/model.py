@@ -1,13 +1,13 @@
-"""The typed DataPipeline: the one model the worker reads, the operator builds from and the CRD is made of."""
+"""The typed DataPipeline: the one model the worker reads, the operator builds from and the CRD is made of.
+
+Values in, values out: no I/O here (`sluice_worker.manifest` reads manifests from YAML and files)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Annotated, Any, Final, Literal, TypeVar
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -128,10 +128,6 @@ class SourceSpec(SpecModel):
         if self.ssl_ca_location is not None and not self.security_protocol.endswith("SSL"):
             raise ValueError("sslCaLocation needs securityProtocol SSL or SASL_SSL")
         return self
-
-    def group_id_for(self, namespace: str, name: str) -> str:
-        """The consumer group: `groupId` if set, else `<namespace>.<name>`."""
-        return self.group_id or f"{namespace}.{name}"
 
 
 class FieldMapping(SpecModel):
@@ -429,25 +425,8 @@ class DataPipeline(SpecModel):
 
     @property
     def group_id(self) -> str:
-        """The Kafka consumer group of this pipeline."""
-        return self.spec.source.group_id_for(self.metadata.namespace, self.metadata.name)
-
-
-def load_pipeline(source: str | Path, *, name: str | None = None, namespace: str = "default") -> DataPipeline:
-    """Load a DataPipeline from YAML: a `Path` is read as a file, a `str` is the YAML text itself.
-
-    See `parse_pipeline` for what the document may be. Raises `PipelineError`.
-    """
-    if isinstance(source, Path):
-        try:
-            source = source.read_text()
-        except OSError as error:
-            raise PipelineError(f"cannot read {error.filename}: {error.strerror}") from error
-    try:
-        document = yaml.safe_load(source)
-    except yaml.YAMLError as error:
-        raise PipelineError(f"invalid YAML: {error}") from error
-    return parse_pipeline(document, name=name, namespace=namespace)
+        """The Kafka consumer group of this pipeline: `spec.source.groupId` if set, else `<namespace>.<name>`."""
+        return self.spec.source.group_id or f"{self.metadata.namespace}.{self.metadata.name}"
 
 
 def parse_pipeline(document: object, *, name: str | None = None, namespace: str = "default") -> DataPipeline:

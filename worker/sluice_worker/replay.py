@@ -7,31 +7,28 @@ import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from .dead_letters import SLUICE_HEADERS, SOURCE_TOPIC, Headers, message_headers
+from .dead_letters import SLUICE_HEADERS, SOURCE_TOPIC
+from .kafka import Headers, message_headers, worker_client_config
 from .model import DataPipeline
-from .pipeline import PipelineWorker
-from .settings import WorkerSettings
 
 log = logging.getLogger("sluice.replay")
 
 
-def replay_dead_letters(
-    pipeline: DataPipeline, settings: WorkerSettings, rate: float, idle_seconds: float = 5.0
-) -> int:
-    """Moves every dead letter back to the topic it came from; returns how many.
+def replay_dead_letters(pipeline: DataPipeline, pod_name: str | None, rate: float, idle_seconds: float = 5.0) -> int:
+    """Moves every dead letter of `pipeline` (the environment's overrides applied) back to the topic it came
+    from, with the worker's client settings; returns how many.
 
     Offsets on the dead-letter topic are committed (group `<groupId>.replay-dlq`) only after the producer
     has the republished messages acknowledged, so an interrupted replay resumes without losing any.
     Messages that still fail the transform simply return to the dead-letter topic.
     """
-    worker = PipelineWorker(pipeline, settings)  # the same client settings and resolved topics
-    spec = worker.spec
+    spec = pipeline.spec
     dead_letter_topics = sorted({spec.delivery.dead_letter_topic_for(t) for t in spec.source.topics})
-    client = worker._client_config()
+    client = worker_client_config(pipeline, pod_name)
     consumer = Consumer(
         {
             **client,
-            "group.id": f"{worker.group_id}.replay-dlq",
+            "group.id": f"{pipeline.group_id}.replay-dlq",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
         }

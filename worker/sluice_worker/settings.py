@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .model import PipelineSpec
+from .model import DataPipeline
 
 
 class WorkerSettings(BaseSettings):
@@ -21,23 +21,21 @@ class WorkerSettings(BaseSettings):
     http_port: int = Field(default=8080, ge=0, le=65535, description="0 disables the HTTP endpoints.")
     pod_name: str | None = Field(default=None, description="group.instance.id with static membership.")
     shutdown_budget_seconds: float | None = Field(
-        default=None, gt=0, description="Default: terminationGracePeriodSeconds minus shutdownMarginSeconds."
+        default=None,
+        gt=0,
+        description="Seconds from SIGTERM to exit. Default: terminationGracePeriodSeconds minus shutdownMarginSeconds.",
     )
     write_timeout_seconds: float = Field(default=10.0, gt=0, description="Cassandra request timeout.")
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
 
-    def apply_overrides(self, spec: PipelineSpec) -> PipelineSpec:
-        """The spec with the environment's endpoints in place of the manifest's."""
+    def apply_overrides(self, pipeline: DataPipeline) -> DataPipeline:
+        """The pipeline with the environment's endpoints in place of the manifest's."""
+        spec = pipeline.spec
         source, sink = spec.source, spec.sink
         if self.kafka_bootstrap_servers:
             source = source.model_copy(update={"bootstrap_servers": self.kafka_bootstrap_servers})
         if self.cassandra_contact_points:
             points = [p.strip() for p in self.cassandra_contact_points.split(",") if p.strip()]
             sink = sink.model_copy(update={"contact_points": points})
-        return spec.model_copy(update={"source": source, "sink": sink})
-
-    def shutdown_budget(self, spec: PipelineSpec) -> float:
-        if self.shutdown_budget_seconds is not None:
-            return self.shutdown_budget_seconds
-        return float(max(1, spec.termination_grace_period_seconds - spec.delivery.shutdown_margin_seconds))
+        return pipeline.model_copy(update={"spec": spec.model_copy(update={"source": source, "sink": sink})})

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from cassandra import ConsistencyLevel  # type: ignore[attr-defined]
+from cassandra import ConsistencyLevel, InvalidRequest  # type: ignore[attr-defined]
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import ConstantReconnectionPolicy, DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import UNSET_VALUE, BatchStatement, BatchType, BoundStatement, PreparedStatement, Statement
 
+from .deadline import Deadline
 from .model import SinkSpec
-from .transform import Record, Row
+from .transform import Row
+from .writes import PendingRow, WriteCallback
 
 log = logging.getLogger("sluice.sink")
-
-WriteCallback = Callable[[BaseException | None], None]
 
 # Rows per unlogged batch: Cassandra warns above 10 partitions per batch (unlogged_batch_across_partitions_warn_
 # threshold). Batching rows bound for the same replicas saves the driver most of its per-request work.
@@ -30,17 +29,14 @@ ROWS_PER_BATCH = 10
 # since 2.2 speaks v4.
 PROTOCOL_VERSION = 4
 
-
-@dataclass(frozen=True, slots=True)
-class PendingRow:
-    """A row to write and the Kafka message it came from (whose offset it holds back until durable)."""
-
-    record: Record
-    statement: BoundStatement  # the prepared insert bound to the row's values and write timestamp
+# Errors about the row itself (e.g. a value Cassandra cannot store): dead-lettered, never retried.
+REFUSED_ROW_ERRORS = (InvalidRequest,)
 
 
 class CassandraSink:
     """Writes rows to one table. Every write is idempotent: the same message always writes the same cells."""
+
+    rows_per_batch = ROWS_PER_BATCH
 
     def __init__(self, spec: SinkSpec, columns: Sequence[str], request_timeout: float = 10.0) -> None:
         self.spec = spec
@@ -137,14 +133,25 @@ class CassandraSink:
         future = self._session.execute_async(statement)
         future.add_callbacks(callback=lambda _: on_done(None), errback=on_done)
 
+    def refuses(self, error: BaseException) -> bool:
+        """Whether Cassandra refused the row itself (retrying cannot help), rather than failed to answer."""
+        return isinstance(error, REFUSED_ROW_ERRORS)
+
     def healthy(self) -> bool:
         """Whether the driver sees at least one live host (cheap; no request)."""
         return self._cluster is not None and any(h.is_up for h in self._cluster.metadata.all_hosts())
 
-    def close(self) -> None:
-        if self._cluster is not None:
-            self._cluster.shutdown()
-            self._cluster = self._session = None
+    def close(self, deadline: Deadline) -> None:
+        """Shuts the driver down, waiting for it until `deadline`: with Cassandra unresponsive, a reconnection
+        attempt in flight holds the driver's shutdown for up to its connect timeout."""
+        cluster, self._cluster, self._session = self._cluster, None, None
+        if cluster is None:
+            return
+        closing = threading.Thread(target=cluster.shutdown, name="sluice-sink-close", daemon=True)
+        closing.start()
+        closing.join(deadline.remaining())
+        if closing.is_alive():
+            log.warning("Cassandra driver still shutting down at the deadline; not waiting for it")
 
 
 _AS_IS = frozenset({str, int, float, bool, bytes})  # bound unchanged: skip to_cql_value (the hot path)
@@ -161,20 +168,3 @@ def to_cql_value(value: object) -> object:
         aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)  # naive means UTC, as in the driver
         return (aware - _EPOCH) // _MILLISECOND
     return value
-
-
-def connect_with_retry(sink: CassandraSink, backoff: Callable[[int], float], stop: Callable[[], bool]) -> bool:
-    """Connects, retrying with `backoff(attempt)` seconds between tries until connected or `stop()`."""
-    attempt = 0
-    while not stop():
-        try:
-            sink.connect()
-            return True
-        except Exception as exc:
-            delay = backoff(attempt)
-            log.warning("Cassandra unreachable (%s); retrying in %.1fs", exc, delay)
-            deadline = time.monotonic() + delay
-            while time.monotonic() < deadline and not stop():
-                time.sleep(0.1)
-            attempt += 1
-    return False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import uuid
@@ -46,12 +45,15 @@ PythonHook: TypeAlias = Callable[[Record, Row], object]
 or raises to reject the message (Rejection error `transform_error`)."""
 
 
-def compile_transform(spec: TransformSpec) -> Transformer:
-    """Prepare `spec` once (paths parsed, coercions chosen, Python hook imported) for a cheap hot path.
+def compile_transform(spec: TransformSpec, hook: PythonHook | None = None) -> Transformer:
+    """Prepare `spec` once (paths parsed, coercions chosen) for a cheap hot path; `hook` is the function
+    `spec.python` names, loaded by the caller (`sluice_worker.hooks.load_hook`).
 
-    Raises `PipelineError` if the Python hook cannot be imported.
+    Raises `PipelineError` if the spec names a hook and none is given.
     """
-    return _CompiledTransform(spec, _import_hook(spec.python) if spec.python else None)
+    if (spec.python is None) != (hook is None):
+        raise PipelineError(f"spec.transform.python is {spec.python!r}: pass its loaded hook, and only then")
+    return _CompiledTransform(spec, hook)
 
 
 def parse_path(path: str) -> tuple[str | int, ...]:
@@ -338,15 +340,3 @@ _CONVERTERS: Mapping[CqlType, _Converter] = {
     "timeuuid": _uuid("timeuuid", 1),
     "blob": _to_blob,
 }
-
-
-def _import_hook(reference: str) -> PythonHook:
-    module_name, _, function_name = reference.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as error:
-        raise PipelineError(f"spec.transform.python: cannot import {module_name!r}: {error}") from error
-    function: object = getattr(module, function_name, None)
-    if not callable(function):
-        raise PipelineError(f"spec.transform.python: {module_name!r} has no function {function_name!r}")
-    return function

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 
 import kopf
 import pytest
 from pydantic import ValidationError
-from sluice_operator.cli import JsonLogFormatter, main
+from sluice_operator.cli import main
 from sluice_operator.settings import OperatorSettings, kopf_settings
 
 
@@ -93,9 +92,3 @@ def test_check_settings_prints_them(monkeypatch: pytest.MonkeyPatch, capsys: pyt
     monkeypatch.setenv("SLUICE_WATCH_NAMESPACES", "a,b")
     assert main(["--check-settings"]) == 0
     assert json.loads(capsys.readouterr().out)["watch_namespaces"] == ["a", "b"]
-
-
-def test_json_logs_are_one_object_a_line() -> None:
-    record = logging.LogRecord("sluice_operator", logging.INFO, __file__, 1, "hello %s", ("world",), None)
-    entry = json.loads(JsonLogFormatter().format(record))
-    assert (entry["level"], entry["logger"], entry["message"]) == ("INFO", "sluice_operator", "hello world")

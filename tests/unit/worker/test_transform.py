@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sluice_worker.model import PipelineError, TransformSpec, load_pipeline
+from sluice_worker.hooks import load_hook
+from sluice_worker.manifest import load_pipeline
+from sluice_worker.model import PipelineError, TransformSpec
 from sluice_worker.transform import Record, Rejection, Row, Transformer, compile_transform, parse_path
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gophers-r-us.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "gophers-r-us.yaml"
 RECORD_TIME_MS = 1_714_563_200_123  # 2024-05-01T11:33:20.123Z
 
 
@@ -35,7 +37,9 @@ def purchase(item: str, price: object = 9.99) -> Record:
 
 
 def transform(fields: dict[str, Any], **spec: Any) -> Transformer:
-    return compile_transform(TransformSpec.model_validate({"fields": fields, **spec}))
+    """The transform as the worker compiles it: the Python hook, if any, loaded first."""
+    validated = TransformSpec.model_validate({"fields": fields, **spec})
+    return compile_transform(validated, load_hook(validated))
 
 
 def row_of(result: Row | Rejection) -> Row:
@@ -283,3 +287,11 @@ def test_python_hook_that_cannot_be_loaded(monkeypatch: pytest.MonkeyPatch) -> N
 def test_compiled_transform_is_reusable(gophers: Transformer) -> None:
     rows = [row_of(gophers(purchase(item))) for item in ("pink-gopher", "gosf-sticker", "gophercon-uk-shirt")]
     assert [row["department"] for row in rows] == ["gophers", "stickers", "clothing"]
+
+
+def test_a_hook_is_loaded_by_the_caller_never_by_the_transform() -> None:
+    spec = TransformSpec.model_validate({"fields": {"id": {"path": "$.id"}}, "python": "gopher_hooks:tag_region"})
+    with pytest.raises(PipelineError, match="pass its loaded hook"):
+        compile_transform(spec)
+    with pytest.raises(PipelineError, match="pass its loaded hook"):
+        compile_transform(spec.model_copy(update={"python": None}), hook=lambda record, row: row)

@@ -1,4 +1,4 @@
-"""The pure builders: the worker's ConfigMap and Deployment from a typed pipeline, the config hash, drift."""
+"""The pure builders: one call from a typed pipeline to its ConfigMap, Deployment, config hash and worker count."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 import yaml
-from sluice_operator import builders
-from sluice_worker.model import DataPipeline, load_pipeline, parse_pipeline
+from sluice_operator import api, builders
+from sluice_worker.manifest import load_pipeline
+from sluice_worker.model import DataPipeline, parse_pipeline
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gophers-r-us.yaml"
-OWNER = builders.Owner(name="gophers-r-us", namespace="shop", uid="1234-5678")
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "gophers-r-us.yaml"
+OWNER = api.Owner(name="gophers-r-us", namespace="shop", uid="1234-5678")
 
 
 def pipeline(**spec: Any) -> DataPipeline:
@@ -22,11 +23,14 @@ def pipeline(**spec: Any) -> DataPipeline:
     return parse_pipeline(manifest)
 
 
-def deployment(model: DataPipeline, image: str = "sluice-worker:1.0") -> dict[str, Any]:
-    config = builders.build_configmap(OWNER, model)["data"][builders.CONFIG_FILE]
-    return builders.build_deployment(
-        OWNER, model, default_image=image, config_hash=builders.config_hash(config), progress_deadline_seconds=90
+def children(model: DataPipeline, status: dict[str, Any] | None = None) -> builders.Children:
+    return builders.build_children(
+        OWNER, model, status or {}, default_image="sluice-worker:1.0", progress_deadline_seconds=90
     )
+
+
+def deployment(model: DataPipeline) -> dict[str, Any]:
+    return children(model).deployment
 
 
 def container(made: dict[str, Any]) -> dict[str, Any]:
@@ -36,7 +40,7 @@ def container(made: dict[str, Any]) -> dict[str, Any]:
 
 def test_the_configmap_holds_a_pipeline_the_worker_loads(tmp_path: Path) -> None:
     model = pipeline(replicas=4, paused=True, image="custom:2", resources={"limits": {"memory": "1Gi"}})
-    made = builders.build_configmap(OWNER, model)
+    made = children(model).configmap
     assert made["metadata"]["name"] == "gophers-r-us-pipeline" and made["metadata"]["namespace"] == "shop"
     path = tmp_path / "pipeline.yaml"
     path.write_text(made["data"][builders.CONFIG_FILE])
@@ -51,7 +55,9 @@ def test_the_configmap_holds_a_pipeline_the_worker_loads(tmp_path: Path) -> None
 
 def test_the_config_hash_changes_with_the_config_only() -> None:
     def hash_of(model: DataPipeline) -> str:
-        return builders.config_hash(builders.worker_config(model))
+        made = children(model)
+        assert made.deployment["spec"]["template"]["metadata"]["annotations"][builders.CONFIG_HASH] == made.config_hash
+        return made.config_hash
 
     base = hash_of(pipeline())
     assert hash_of(pipeline()) == base
@@ -73,16 +79,13 @@ def test_the_config_hash_changes_with_the_config_only() -> None:
 
 def test_the_workers_are_the_autoscalers_while_it_decides() -> None:
     autoscaled = pipeline(replicas=2, autoscaling={"enabled": True})
-    assert builders.workers(autoscaled, autoscaled=5) == 5  # a hand edit of spec.replicas never reaches the pods
-    assert builders.workers(autoscaled) == 2  # before its first decision
-    assert builders.workers(pipeline(replicas=2), autoscaled=5) == 2  # a leftover of autoscaling switched off
-    assert builders.workers(pipeline(replicas=2, paused=True, autoscaling={"enabled": True}), autoscaled=5) == 0
-    config = builders.worker_config(autoscaled)
-    made = builders.build_deployment(
-        OWNER, autoscaled, default_image="w:1", config_hash=builders.config_hash(config),
-        progress_deadline_seconds=90, autoscaled=4,
-    )  # fmt: skip
-    assert made["spec"]["replicas"] == 4
+    decided = {"desiredReplicas": 5}
+    assert builders.workers(autoscaled, decided) == 5  # a hand edit of spec.replicas never reaches the pods
+    assert builders.workers(autoscaled, {}) == 2  # before its first decision
+    assert builders.workers(pipeline(replicas=2), decided) == 2  # a leftover of autoscaling switched off
+    assert builders.workers(pipeline(replicas=2, paused=True, autoscaling={"enabled": True}), decided) == 0
+    made = children(autoscaled, {"desiredReplicas": 4})
+    assert made.workers == made.deployment["spec"]["replicas"] == 4
 
 
 def test_the_deployment_runs_the_worker_as_specified() -> None:
@@ -122,14 +125,17 @@ def test_the_image_of_the_spec_wins_and_paused_means_zero_replicas() -> None:
     assert "resources" not in container(deployment(pipeline()))
 
 
+def test_one_call_makes_every_child() -> None:
+    made = children(pipeline(replicas=3))
+    assert made.by_kind() == {"ConfigMap": made.configmap, "Deployment": made.deployment}
+    assert made.workers == 3
+    config = made.configmap["data"][builders.CONFIG_FILE]
+    assert made.config_hash == builders.config_hash(config) == builders.config_hash(builders.worker_config(pipeline()))
+
+
 def test_the_pods_are_selected_by_a_stable_selector() -> None:
     assert builders.selector("p") == "app.kubernetes.io/name=sluice-worker,sluice.dev/pipeline=p"
-    assert builders.labels("p")[builders.MANAGED_BY] == builders.FIELD_MANAGER
-
-
-def test_the_owner_is_read_from_the_object() -> None:
-    body = {"metadata": {"name": "a", "namespace": "b", "uid": "c", "generation": 3}}
-    assert builders.Owner.of(body) == builders.Owner("a", "b", "c")
+    assert builders.labels("p")[api.MANAGED_BY] == api.FIELD_MANAGER
 
 
 @pytest.mark.parametrize(
@@ -152,7 +158,7 @@ def test_drift_names_what_was_changed_by_hand(edit: Any, expected: list[str]) ->
 
 
 def test_drift_of_a_deleted_or_edited_configmap() -> None:
-    desired = builders.build_configmap(OWNER, pipeline())
+    desired = children(pipeline()).configmap
     assert builders.drift(desired, None) == ["deleted"]
     edited = copy.deepcopy(desired)
     edited["data"][builders.CONFIG_FILE] = "edited: true\n"

@@ -8,7 +8,7 @@ from prometheus_client import generate_latest
 from sluice_operator.metrics import OperatorMetrics
 from sluice_worker.metrics import WorkerMetrics
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 
 def documented_names(registry_owner: WorkerMetrics | OperatorMetrics) -> set[str]:

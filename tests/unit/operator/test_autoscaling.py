@@ -21,7 +21,7 @@ from sluice_operator.autoscaling import (
 from sluice_operator.scaler import Memory, decision_events
 from sluice_worker.model import AutoscalingSpec, PipelineError, parse_spec
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gophers-r-us.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "gophers-r-us.yaml"
 T0 = 1_800_000_000.0
 NOT_READY = Blocker("1 of 3 workers are not ready", degraded=False)
 

@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from sluice_operator.api import owning_pipeline
 from sluice_operator.handlers import Event, change_events, drift_events
-from sluice_operator.reconcile import Outcome, owning_pipeline
+from sluice_operator.reconcile import Outcome
 from sluice_worker.model import DataPipeline, parse_pipeline
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gophers-r-us.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "gophers-r-us.yaml"
 BODY = {"metadata": {"name": "gophers-r-us", "namespace": "shop", "uid": "u1"}}
 
 
@@ -21,7 +22,7 @@ def pipeline(**spec: Any) -> DataPipeline:
 
 
 def outcome(**changes: Any) -> Outcome:
-    fields: dict[str, Any] = {"body": BODY, "pipeline": pipeline(), "config_hash": "h1", **changes}
+    fields: dict[str, Any] = {"body": BODY, "pipeline": pipeline(), "config_hash": "h1", "workers": 1, **changes}
     return Outcome(**fields)
 
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from sluice_operator.crd import CRD_FILE, RULES, SchemaError, build_crd, render_crd, spec_schema, structural
 from sluice_worker.model import parse_pipeline, parse_spec
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "examples" / "gophers-r-us.yaml"
 SCALAR_TYPES = {"string", "integer", "boolean", "number"}
 

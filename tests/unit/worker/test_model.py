@@ -9,17 +9,17 @@ from typing import Any
 import pytest
 import yaml
 from pydantic import ValidationError
+from sluice_worker.manifest import load_pipeline
 from sluice_worker.model import (
     WORKER_OWNED_CONSUMER_KEYS,
     DataPipeline,
     PipelineError,
     PipelineSpec,
-    load_pipeline,
     parse_pipeline,
     parse_spec,
 )
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gophers-r-us.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "gophers-r-us.yaml"
 
 MINIMAL_SPEC: dict[str, Any] = {
     "source": {"bootstrapServers": "kafka:9092", "topics": ["orders"]},
@@ -84,8 +84,7 @@ def test_group_id_defaults_to_namespace_dot_name() -> None:
     document = manifest()
     document["metadata"] = {"name": "orders-to-cassandra", "namespace": "shop"}
     assert parse_pipeline(document).group_id == "shop.orders-to-cassandra"
-    source = parse_pipeline(with_source(groupId="legacy-group")).spec.source
-    assert source.group_id_for("shop", "orders-to-cassandra") == "legacy-group"
+    assert parse_pipeline(with_source(groupId="legacy-group")).group_id == "legacy-group"
 
 
 def test_dead_letter_topic_defaults_to_topic_dot_dlq() -> None:
