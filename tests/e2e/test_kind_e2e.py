@@ -29,6 +29,7 @@ PIPELINE, NAMESPACE = "gophers-r-us", "default"  # the sample
 TOPIC, TABLE, GROUP = "store-events", "store.store_events", f"{NAMESPACE}.{PIPELINE}"
 PARTITIONS = 3
 WORKERS = f"sluice.dev/pipeline={PIPELINE}"
+CHILDREN = [("configmap", f"{PIPELINE}-pipeline"), ("deployment", PIPELINE)]
 DEPARTMENTS = {"evt-0": "gophers", "evt-1": "stickers", "evt-2": "clothing", "evt-3": "misc"}  # toolbox.ITEMS
 LAG_INTERVAL_SECONDS = 5  # the chart's lagIntervalSeconds here: autoscaling reacts within seconds
 
@@ -195,8 +196,8 @@ def test_operator_runs_from_the_chart_and_holds_its_lease(cluster: Cluster) -> N
 
 def test_sample_pipeline_turns_events_into_rows(cluster: Cluster, stream: Stream) -> None:
     cluster.apply(sample())
-    assert cluster.exists("configmap", PIPELINE, NAMESPACE)
-    wait_for("the worker Deployment", lambda: cluster.exists("deployment", PIPELINE, NAMESPACE))
+    for kind, name in CHILDREN:
+        wait_for(f"the {kind} {name}", lambda k=kind, n=name: cluster.exists(k, n, NAMESPACE))
     wait_for("one ready worker", lambda: ready_workers(cluster) == 1, timeout=300, interval=2)
 
     produce(cluster, stream, 400)
@@ -372,8 +373,10 @@ def test_deleting_the_pipeline_stops_its_workers_within_the_grace_period(cluster
         wait_for("no worker pods", lambda: not cluster.pods(NAMESPACE, WORKERS), timeout=grace + 60, interval=1)
         seconds = time.monotonic() - started
     assert seconds <= grace + 15, f"workers took {seconds:.0f}s to go (grace period {grace}s)"
-    for kind in ("deployment", "configmap"):
-        wait_for(f"the {kind} to be garbage-collected", lambda k=kind: not cluster.exists(k, PIPELINE, NAMESPACE))
+    for kind, name in CHILDREN:
+        wait_for(
+            f"the {kind} {name} to be garbage-collected", lambda k=kind, n=name: not cluster.exists(k, n, NAMESPACE)
+        )
     # What the workers committed was written: a new pipeline on the same group would start after it.
     offsets = cluster.toolbox("offsets", GROUP, TOPIC)
     assert rows(cluster, stream)["count"] >= offsets["committed"]
