@@ -45,8 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     if pipeline is None:
         return EXIT_INVALID
     metrics, health = WorkerMetrics(), Health()
+    pipeline = settings.apply_overrides(pipeline)
+    source, sink = pipeline.spec.source, pipeline.spec.sink
+    log.info("starting pipeline=%s/%s kafka=%s topics=%s group=%s cassandra=%s table=%s.%s",
+             pipeline.metadata.namespace, pipeline.metadata.name, source.bootstrap_servers, ",".join(source.topics),
+             pipeline.group_id, ",".join(sink.contact_points), sink.keyspace, sink.table)  # fmt: skip
     try:
-        worker = build_worker(settings.apply_overrides(pipeline), settings, metrics, health)
+        worker = build_worker(pipeline, settings, metrics, health)
     except PipelineError as exc:  # the Python hook cannot be loaded
         print(f"sluice-worker: invalid pipeline {args.pipeline}:\n{exc}", file=sys.stderr)
         return EXIT_INVALID

@@ -321,6 +321,7 @@ class PipelineWorker:
             return
         self._last_tick = now
         self.health.beat()
+        self._sink.reconnect_if_lost()
         self.health.sink_up = not self._sink_down and self._sink.healthy()
         assert self._consumer is not None
         for p in self._consumer.assignment():

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cassandra import ConsistencyLevel, InvalidRequest  # type: ignore[attr-defined]
 from cassandra.auth import PlainTextAuthProvider
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
 from cassandra.policies import ConstantReconnectionPolicy, DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import UNSET_VALUE, BatchStatement, BatchType, BoundStatement, PreparedStatement, Statement
 
@@ -29,6 +31,12 @@ ROWS_PER_BATCH = 10
 # since 2.2 speaks v4.
 PROTOCOL_VERSION = 4
 
+# With no live host for this long, the sink connects anew from its contact points: the driver resolves contact
+# point names only when it connects, so a Cassandra that came back at a new address (a rescheduled pod keeps its
+# DNS name, not its IP) is found only by a new connection. A node that comes back at its old address is found
+# by the driver's own reconnection (every second) well before this.
+RECONNECT_AFTER_SECONDS = 10.0
+
 # Errors about the row itself (e.g. a value Cassandra cannot store): dead-lettered, never retried.
 REFUSED_ROW_ERRORS = (InvalidRequest,)
 
@@ -42,12 +50,21 @@ class CassandraSink:
         self.spec = spec
         self.columns = list(columns)
         self.request_timeout = request_timeout
-        self._cluster: Cluster | None = None
-        self._session: Session | None = None
-        self._insert: PreparedStatement | None = None
+        self._connection: _Connection | None = None  # replaced whole, so the loop never sees half of a new one
+        self._lost_since: float | None = None
+        self._reconnecting: threading.Thread | None = None
 
     def connect(self) -> None:
         """Connects, creates the keyspace and table if `createTable` says so, and prepares the insert."""
+        try:
+            self._connection = self._open()
+        except NoHostAvailable as exc:
+            raise ConnectionError(
+                f"no host answered at {', '.join(self.spec.contact_points)}: {describe(exc)}"
+            ) from exc
+        log.info("connected to Cassandra keyspace=%s table=%s", self.spec.keyspace, self.spec.table)
+
+    def _open(self) -> _Connection:
         profile = ExecutionProfile(
             load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=self.spec.local_datacenter)),
             consistency_level=ConsistencyLevel.name_to_value[self.spec.consistency],
@@ -69,13 +86,43 @@ class CassandraSink:
         try:
             session = cluster.connect()
             self._ensure_table(session)
-            self._insert = session.prepare(self._insert_cql())
-            self._insert.is_idempotent = True
+            insert = session.prepare(self._insert_cql())
+            insert.is_idempotent = True
         except BaseException:
             cluster.shutdown()
             raise
-        self._cluster, self._session = cluster, session
-        log.info("connected to Cassandra keyspace=%s table=%s", self.spec.keyspace, self.spec.table)
+        return _Connection(cluster, session, insert)
+
+    def reconnect_if_lost(self) -> None:
+        """Connects anew, in the background, once no host has been up for RECONNECT_AFTER_SECONDS; the new
+        connection replaces the old one when it is ready. Requests of the old one fail and are retried."""
+        if self._connection is None or self.healthy():
+            self._lost_since = None
+            return
+        now = time.monotonic()
+        if self._lost_since is None:
+            self._lost_since = now
+        reconnecting = self._reconnecting is not None and self._reconnecting.is_alive()
+        if now - self._lost_since >= RECONNECT_AFTER_SECONDS and not reconnecting:
+            self._reconnecting = threading.Thread(target=self._reconnect, name="sluice-sink-reconnect", daemon=True)
+            self._reconnecting.start()
+
+    def _reconnect(self) -> None:
+        points = ", ".join(self.spec.contact_points)
+        log.warning("no Cassandra host up for %.0fs: connecting anew to %s", RECONNECT_AFTER_SECONDS, points)
+        try:
+            connection = self._open()
+        except Exception as exc:
+            log.warning("Cassandra still unreachable at %s: %s", points, describe(exc))
+            self._lost_since = time.monotonic()  # the next attempt after another full wait
+            return
+        old = self._connection
+        if old is None:  # closed meanwhile
+            connection.cluster.shutdown()
+            return
+        self._connection, self._lost_since = connection, None
+        log.info("connected to Cassandra again at %s", points)
+        old.cluster.shutdown()
 
     def _auth(self) -> PlainTextAuthProvider | None:
         creds = self.spec.credentials
@@ -107,21 +154,21 @@ class CassandraSink:
 
     def bind(self, row: Row, timestamp_us: int) -> BoundStatement:
         """The insert for `row`: a missing column is left unset (no tombstone); stamped `timestamp_us`."""
-        assert self._insert is not None, "connect() first"
+        assert self._connection is not None, "connect() first"
         values = [value if type(value) in _AS_IS else to_cql_value(value) for value in map(row.get, self.columns)]
         values.append(timestamp_us)
-        return self._insert.bind(values)
+        return self._connection.insert.bind(values)
 
     def replicas_of(self, statement: BoundStatement) -> tuple[object, ...]:
         """The nodes holding the row's partition: rows with the same replicas can share a batch."""
-        assert self._cluster is not None
-        hosts = self._cluster.metadata.get_replicas(self.spec.keyspace, statement.routing_key)
+        assert self._connection is not None
+        hosts = self._connection.cluster.metadata.get_replicas(self.spec.keyspace, statement.routing_key)
         return tuple(host.host_id for host in hosts)
 
     def write(self, rows: Sequence[PendingRow], on_done: WriteCallback) -> None:
         """Sends one request (one row, or an unlogged batch of rows with the same replicas); `on_done(error)`
         runs on a driver thread when Cassandra has answered."""
-        assert self._session is not None, "connect() first"
+        assert self._connection is not None, "connect() first"
         statement: Statement
         if len(rows) == 1:
             statement = rows[0].statement
@@ -130,7 +177,7 @@ class CassandraSink:
             for row in rows:
                 statement.add(row.statement)
             statement.is_idempotent = True
-        future = self._session.execute_async(statement)
+        future = self._connection.session.execute_async(statement)
         future.add_callbacks(callback=lambda _: on_done(None), errback=on_done)
 
     def refuses(self, error: BaseException) -> bool:
@@ -139,19 +186,38 @@ class CassandraSink:
 
     def healthy(self) -> bool:
         """Whether the driver sees at least one live host (cheap; no request)."""
-        return self._cluster is not None and any(h.is_up for h in self._cluster.metadata.all_hosts())
+        connection = self._connection
+        return connection is not None and any(h.is_up for h in connection.cluster.metadata.all_hosts())
 
     def close(self, deadline: Deadline) -> None:
         """Shuts the driver down, waiting for it until `deadline`: with Cassandra unresponsive, a reconnection
         attempt in flight holds the driver's shutdown for up to its connect timeout."""
-        cluster, self._cluster, self._session = self._cluster, None, None
-        if cluster is None:
+        connection, self._connection = self._connection, None
+        if connection is None:
             return
-        closing = threading.Thread(target=cluster.shutdown, name="sluice-sink-close", daemon=True)
+        closing = threading.Thread(target=connection.cluster.shutdown, name="sluice-sink-close", daemon=True)
         closing.start()
         closing.join(deadline.remaining())
         if closing.is_alive():
             log.warning("Cassandra driver still shutting down at the deadline; not waiting for it")
+
+
+@dataclass(frozen=True)
+class _Connection:
+    """One driver instance: its cluster, session and the prepared insert."""
+
+    cluster: Cluster
+    session: Session
+    insert: PreparedStatement
+
+
+def describe(error: BaseException) -> str:
+    """The driver's error in words: NoHostAvailable carries its reasons per host in a dict, empty when no host
+    could even be resolved or tried."""
+    if isinstance(error, NoHostAvailable):
+        reasons = "; ".join(f"{host}: {reason}" for host, reason in error.errors.items())
+        return f"{error.args[0]} ({reasons or 'no host could be tried: check the names resolve'})"
+    return f"{type(error).__name__}: {error}"
 
 
 _AS_IS = frozenset({str, int, float, bool, bytes})  # bound unchanged: skip to_cql_value (the hot path)

@@ -51,6 +51,8 @@ class Sink(Protocol):
 
     def healthy(self) -> bool: ...
 
+    def reconnect_if_lost(self) -> None: ...
+
     def close(self, deadline: Deadline) -> None: ...
 
 
@@ -169,7 +171,7 @@ def connect_with_retry(sink: Sink, backoff: Callable[[int], float], stop: Callab
             return True
         except Exception as exc:
             delay = backoff(attempt)
-            log.warning("Cassandra unreachable (%s); retrying in %.1fs", exc, delay)
+            log.warning("cannot connect to Cassandra: %s; retrying in %.1fs", exc, delay)
             deadline = time.monotonic() + delay
             while time.monotonic() < deadline and not stop():
                 time.sleep(0.1)
