@@ -40,6 +40,7 @@ DEPLOYMENTS: Final = Resource("apps/v1", "deployments")
 CONFIGMAPS: Final = Resource("v1", "configmaps")
 EVENTS: Final = Resource("v1", "events")
 LEASES: Final = Resource("coordination.k8s.io/v1", "leases")
+PODS: Final = Resource("v1", "pods")
 BY_KIND: Final = {"Deployment": DEPLOYMENTS, "ConfigMap": CONFIGMAPS}
 
 

@@ -95,8 +95,9 @@ class Kube:
                 return None
             raise
 
-    def list(self, resource: Resource, namespace: str | None = None) -> list[Obj]:
-        return list(self.request("GET", resource.path(namespace)).get("items", []))
+    def list(self, resource: Resource, namespace: str | None = None, selector: str | None = None) -> list[Obj]:
+        query = {"labelSelector": selector} if selector else None
+        return list(self.request("GET", resource.path(namespace), query=query).get("items", []))
 
     def apply(self, manifest: Mapping[str, Any], field_manager: str) -> Obj:
         """Server-side apply, taking back fields someone else changed (force)."""

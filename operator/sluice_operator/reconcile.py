@@ -11,7 +11,7 @@ from typing import Any
 
 from sluice_worker.model import DataPipeline, PipelineError
 
-from . import builders, status
+from . import builders, status, workers
 from .api import (
     CONFIGMAPS,
     DEPLOYMENTS,
@@ -172,6 +172,9 @@ class Reconciler:
 
         deployment = applied["Deployment"]
         assessment = status.assess(deployment, desired=children.workers, paused=pipeline.spec.paused)
+        if self.settings.ask_workers and assessment.ready.reason == "ReplicasUnavailable":
+            reasons = workers.unready_reasons(self.kube, pipeline.metadata.namespace, pipeline.metadata.name)
+            assessment = status.with_worker_reasons(assessment, reasons)
         new_status = self._write_status(body, assessment, deployment, children.config_hash)
         return Outcome(
             body=body,

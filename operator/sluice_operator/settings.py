@@ -64,6 +64,11 @@ class OperatorSettings(BaseSettings):
     lag_interval_seconds: float = Field(
         default=30.0, ge=0, description="Read each pipeline's lag from Kafka and autoscale it this often; 0: never."
     )
+    ask_workers: bool = Field(
+        default=False,
+        description="While workers are not ready, ask their /readyz why (pod IP, port 8080) and show it in the "
+        "Ready condition. Needs the operator to run in the cluster (the chart turns it on).",
+    )
     kafka_timeout_seconds: float = Field(default=10.0, gt=0, description="Timeout of each Kafka admin request.")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     log_format: Literal["text", "json"] = Field(default="text", description="text, or json: one object a line.")

@@ -172,6 +172,14 @@ def assess(deployment: Mapping[str, Any] | None, *, desired: int, paused: bool) 
     return Assessment(ready, Verdict("True", moving, counts), degraded)
 
 
+def with_worker_reasons(assessment: Assessment, reasons: Sequence[str]) -> Assessment:
+    """A Ready=False assessment that also says why workers are not ready, in their own words (their /readyz)."""
+    if not reasons or assessment.ready.status != "False":
+        return assessment
+    message = f"{assessment.ready.message}; not ready: {'; '.join(reasons)}"
+    return Assessment(Verdict("False", "WorkersNotReady", message), assessment.progressing, assessment.degraded)
+
+
 def merge_conditions(
     previous: Sequence[Mapping[str, Any]], assessment: Assessment, generation: int, now: datetime
 ) -> list[dict[str, Any]]:

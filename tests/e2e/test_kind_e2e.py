@@ -259,10 +259,16 @@ def test_cassandra_pod_deleted_mid_stream_loses_nothing(cluster: Cluster, stream
     with Producer(cluster, stream, batches=15):
         time.sleep(2)
         cluster.kubectl("delete", "pod", "cassandra-0", "-n", DATA, "--wait=false")
-        unready = wait_for("the DataPipeline to say its workers cannot write",
-                           lambda: (c := conditions(cluster)["Ready"])["status"] == "False" and c,
-                           timeout=180, interval=1)  # fmt: skip
+        unready = wait_for(
+            "the DataPipeline to say its workers cannot reach Cassandra",
+            lambda: (c := conditions(cluster)["Ready"])["reason"] == "WorkersNotReady"
+            and "Cassandra unreachable" in c["message"] and c,
+            timeout=180, interval=1,
+        )  # fmt: skip
+        assert unready["status"] == "False"
         print(f"while Cassandra was away: Ready {unready['reason']}: {unready['message']}")
+        described = cluster.kubectl("describe", "dp", PIPELINE, "-n", NAMESPACE)
+        assert "Cassandra unreachable" in described, described
         cluster.rollout("statefulset", "cassandra", DATA)
     wait_for("three ready workers once Cassandra is back", lambda: ready_workers(cluster) == 3, timeout=300)
     all_written(cluster, stream)

@@ -42,9 +42,20 @@ def crd(kubectl: Kubectl) -> None:
 
 
 @pytest.fixture(scope="session")
-def operator_kubeconfig(kube: Any, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A kubeconfig with a token of the operator's service account, made from deploy/rbac.yaml."""
+def operator_kubeconfig(kube: Any, crd: None, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A kubeconfig with a token of the operator's service account, made from deploy/rbac.yaml (with the CRD
+    installed: what the service account may do with DataPipelines is only known once they exist)."""
     kubectl.run("apply", "-f", str(RBAC_FILE))
+    # The API server's RBAC authorizer learns new bindings from a watch: wait until it has this one.
+    account = f"--as=system:serviceaccount:{OPERATOR_NAMESPACE}:{SERVICE_ACCOUNT}"
+    wait_for(
+        lambda: (
+            kubectl.run("auth", "can-i", "watch", "datapipelines.sluice.dev", "-A", account, check=False).stdout.strip()
+            == "yes"
+        ),
+        30,
+        "the API server to authorize the operator's new ClusterRoleBinding",
+    )
     token = kubectl.run("create", "token", SERVICE_ACCOUNT, "-n", OPERATOR_NAMESPACE, "--duration=2h").stdout
     admin_config = yaml.safe_load(Path(kube.kubeconfig).read_text())
     cluster = admin_config["clusters"][0]["cluster"]

@@ -56,6 +56,7 @@ class Health:
         self.stall_seconds = stall_seconds
         self.last_loop = time.monotonic()
         self.sink_up = False
+        self.sink_error = ""  # why the sink is down, once a write failed
         self.in_group = False
 
     def beat(self) -> None:
@@ -67,13 +68,23 @@ class Health:
     def ready(self) -> bool:
         return self.alive() and self.sink_up and self.in_group
 
+    def not_ready_reason(self) -> str:
+        """Why /readyz says no, in words an admin can act on ("" while ready); the operator shows it."""
+        if not self.alive():
+            return f"the worker loop has not run for {self.stall_seconds:.0f}s"
+        if not self.sink_up:
+            return f"Cassandra unreachable: {self.sink_error}" if self.sink_error else "not connected to Cassandra yet"
+        if not self.in_group:
+            return "not in the Kafka consumer group yet"
+        return ""
+
 
 def serve_http(port: int, metrics: WorkerMetrics, health: Health, host: str = "0.0.0.0") -> ThreadingHTTPServer:
     """Starts the endpoints on a daemon thread; `.shutdown()` on the result stops them."""
     routes: dict[str, Callable[[], tuple[int, bytes, str]]] = {
         "/metrics": lambda: (200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST),
         "/healthz": lambda: _probe(health.alive()),
-        "/readyz": lambda: _probe(health.ready()),
+        "/readyz": lambda: _probe(health.ready(), health.not_ready_reason()),
     }
 
     class Handler(BaseHTTPRequestHandler):
@@ -94,5 +105,5 @@ def serve_http(port: int, metrics: WorkerMetrics, health: Health, host: str = "0
     return server
 
 
-def _probe(ok: bool) -> tuple[int, bytes, str]:
-    return (200, b"ok\n", "text/plain") if ok else (503, b"not ready\n", "text/plain")
+def _probe(ok: bool, why: str = "") -> tuple[int, bytes, str]:
+    return (200, b"ok\n", "text/plain") if ok else (503, f"{why or 'not ready'}\n".encode(), "text/plain")

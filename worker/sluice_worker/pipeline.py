@@ -199,16 +199,16 @@ class PipelineWorker:
                 first.offset,
                 error,
             )
-            self._set_sink_up(False)
+            self._set_sink_up(False, f"{type(error).__name__}: {error}")
         self.metrics.write_retries.inc()
         self._writes.retry(write, self._backoff(write.attempt))
 
     def _backoff(self, attempt: int) -> float:
         return backoff_seconds(self.spec.delivery.retry_backoff, attempt)
 
-    def _set_sink_up(self, up: bool) -> None:
+    def _set_sink_up(self, up: bool, error: str = "") -> None:
         self._sink_down = not up
-        self.health.sink_up = up
+        self.health.sink_up, self.health.sink_error = up, error
         self.metrics.sink_up.set(1 if up else 0)
 
     # -- dead letters --------------------------------------------------------------------------------

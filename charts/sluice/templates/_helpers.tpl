@@ -57,7 +57,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 The operator's permissions on the namespaces it watches, the same rules as deploy/rbac.yaml (a test checks):
 it reads and watches DataPipelines and patches them (kopf's progress annotations) and their status; it
 server-side applies the workers' ConfigMap and Deployment (get, create, patch; watched for drift; never
-deleted: the garbage collector removes them through their ownerReferences); it posts Events.
+deleted: the garbage collector removes them through their ownerReferences); it lists the workers' pods (to
+ask one that is not ready why); it posts Events.
 */}}
 {{- define "sluice.watchRules" -}}
 - apiGroups: [sluice.dev]
@@ -72,6 +73,9 @@ deleted: the garbage collector removes them through their ownerReferences); it p
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, list, watch, create, patch]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
