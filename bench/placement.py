@@ -1,7 +1,7 @@
 """Where the processes run while systems are measured: Cassandra on CPUs of its own, Kafka and every measured
 client on the others, as in production, where the database does not share its cores with the pipeline.
 
-Measured on the 2-core development machine (README, "Benchmarks"): sharing both cores, whatever CPU a client
+Measured on the 2-core development machine (docs/benchmarks.md): sharing both cores, whatever CPU a client
 spends is taken from Cassandra, whose cost per row then rises with the contention (91 to 105 us against 66 to
 70 us pinned) and varied by 10-30% from run to run; so the ratios mostly measured how much CPU each client
 left to Cassandra rather than how close it came to what Cassandra can take. `--placement shared` measures
