@@ -16,6 +16,7 @@ ALLOWED = [
     ("create", "deployments.apps", "-n", "any"),
     ("patch", "configmaps", "-n", "any"),
     ("create", "events", "-n", "any"),
+    ("list", "pods", "-n", "any"),  # to ask workers that are not ready why (their /readyz)
     ("update", "leases.coordination.k8s.io/sluice-operator", "-n", OPERATOR_NAMESPACE),
 ]
 REFUSED = [
@@ -23,6 +24,9 @@ REFUSED = [
     ("list", "secrets", "--all-namespaces"),
     ("create", "pods/exec", "-n", "any"),
     ("create", "pods", "-n", "any"),
+    ("get", "pods", "-n", "any"),
+    ("watch", "pods", "-n", "any"),
+    ("delete", "pods", "-n", "any"),
     ("delete", "deployments.apps", "-n", "any"),
     ("delete", "datapipelines.sluice.dev", "-n", "any"),
     ("update", "datapipelines.sluice.dev", "-n", "any"),
