@@ -49,12 +49,14 @@ def test_paused_broker_answers_nothing_until_resumed(kafka) -> None:  # type: ig
     admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
     with kafka.paused(), pytest.raises(KafkaException):
         admin.list_topics(timeout=3)
-    # Resuming is not one instant: the KRaft controller in the same JVM may fence the broker (its heartbeats
-    # stopped with it) and unfence it at its next heartbeat, and the client may find the connection it had
-    # broken and reconnect. Refusals on the way are part of resuming; what counts is that it answers again.
+    # What is measured is the broker, so each probe is a new client on a new connection: a client that
+    # connected during the pause may wait out its own connection-setup timeout (librdkafka's
+    # socket.connection.setup.timeout.ms, 30 s) on a connection the paused broker never set up. Resuming is not
+    # one instant either: the KRaft controller in the same JVM may fence the broker (its heartbeats stopped
+    # with it) and unfence it at its next heartbeat. Refusals on the way are part of resuming.
     wait_for(
-        "the resumed broker to answer a metadata request listing itself",
-        lambda: admin.list_topics(timeout=5).brokers,
+        "the resumed broker to answer a new client's metadata request listing itself",
+        lambda: AdminClient({"bootstrap.servers": kafka.bootstrap_servers}).list_topics(timeout=5).brokers,
         timeout=30,
         tolerate=(KafkaException,),
     )
