@@ -94,8 +94,6 @@ class PipelineUnderTest:
         spec["source"]["bootstrapServers"] = self.bootstrap
         spec["sink"]["contactPoints"] = [self.contact_point]
         spec["sink"]["keyspace"] = self.keyspace
-        # A SIGKILLed worker's partitions move on after 6 s instead of librdkafka's default 45 s.
-        spec["source"]["consumerConfig"] = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
         spec["delivery"]["commitIntervalMs"] = 200
         spec["delivery"]["retryBackoff"] = {"initialMs": 100, "maxMs": 2000}
         _merge(spec, spec_changes)
@@ -277,6 +275,14 @@ class WorkerProcess:
             for line in text.splitlines()
             if line.startswith(name) and not line.startswith("#")
         )
+
+    def rows_written(self) -> float:
+        """sluice_rows_written_total; 0 while the worker is starting (not listening yet)."""
+        assert self.proc is not None and self.proc.poll() is None, f"worker exited:\n{self.log()}"
+        try:
+            return self.metric("sluice_rows_written_total")
+        except OSError:
+            return 0.0
 
     def signal(self, sig: signal.Signals) -> None:
         assert self.proc is not None

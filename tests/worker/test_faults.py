@@ -66,6 +66,28 @@ def test_cassandra_killed_down_30s_and_restarted(pipeline, make_worker, cassandr
     assert audit.violations == []
 
 
+def test_a_crashed_workers_replacement_writes_within_10s(pipeline, make_worker) -> None:  # type: ignore[no-untyped-def]
+    """A pod that crashed never left the group: its replacement waits for the group to give up on it, which
+    the default spec.source.sessionTimeoutMs (6 s) bounds. `make bench` reports the median of such runs."""
+    producing = _in_background(pipeline.produce, 1500, pace_seconds=15)
+    with CommitAuditor(pipeline) as audit:
+        crashed = make_worker(pipeline.manifest).start()
+        _wait(lambda: crashed.rows_written() > 0, 60, "the first rows")
+        crashed.kill()
+        replacement = make_worker(pipeline.manifest).start()
+        started = time.monotonic()
+        _wait(lambda: replacement.rows_written() > 0, 30, "the replacement's first row")
+        took = time.monotonic() - started
+        producing.join(60)
+        rows = pipeline.wait_for_rows(1500)
+        _wait(lambda: pipeline.committed() == {0: 1500}, 60, "every offset to be committed")
+        assert replacement.stop()[0] == 0
+    assert took < 10, f"the replacement wrote its first row {took:.1f}s after it started"
+    assert rows == pipeline.expected_rows()
+    assert audit.violations == []
+    print(f"the replacement wrote its first row {took:.1f}s after it started")
+
+
 def test_kafka_broker_restarted_mid_stream(pipeline, make_worker, kafka) -> None:  # type: ignore[no-untyped-def]
     pipeline.produce(1000)
     with CommitAuditor(pipeline) as audit, running(make_worker(pipeline.manifest)) as worker:

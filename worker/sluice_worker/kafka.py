@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Mapping
 
@@ -9,6 +10,9 @@ from confluent_kafka import Message, TopicPartition
 
 from .model import DataPipeline, SourceSpec
 from .transform import Record
+
+# librdkafka's own log lines, through the worker's logging (one format, JSON in a pod) rather than raw stderr.
+CLIENT_LOG = logging.getLogger("sluice.kafka")
 
 Headers = list[tuple[str, str | bytes | None]]
 """Headers as a producer takes them."""
@@ -31,14 +35,15 @@ def client_config(source: SourceSpec, client_id: str, environ: Mapping[str, str]
     return config
 
 
-def worker_client_config(pipeline: DataPipeline, pod_name: str | None) -> dict[str, str]:
-    """The client settings of a worker's consumer and producers: named after the pod, else after the group."""
-    return client_config(pipeline.spec.source, pod_name or f"sluice-{pipeline.group_id}")
+def worker_client_config(pipeline: DataPipeline, pod_name: str | None) -> dict[str, object]:
+    """The client settings of a worker's consumer and producers: named after the pod, else after the group,
+    logging through the worker's logging."""
+    return {**client_config(pipeline.spec.source, pod_name or f"sluice-{pipeline.group_id}"), "logger": CLIENT_LOG}
 
 
 def consumer_config(pipeline: DataPipeline, pod_name: str | None) -> dict[str, object]:
     """The worker's consumer: the user's consumerConfig under the settings the worker owns (no auto commit,
-    cooperative rebalancing, static membership by pod name if asked)."""
+    cooperative rebalancing, the group session, static membership by pod name if asked)."""
     source = pipeline.spec.source
     config: dict[str, object] = {
         **source.consumer_config,
@@ -48,6 +53,8 @@ def consumer_config(pipeline: DataPipeline, pod_name: str | None) -> dict[str, o
         "enable.auto.offset.store": False,
         "auto.offset.reset": source.start_from,
         "partition.assignment.strategy": "cooperative-sticky",
+        "session.timeout.ms": source.session_timeout_ms,
+        "heartbeat.interval.ms": source.session_timeout_ms // 5,
     }
     if source.static_membership and pod_name:
         config["group.instance.id"] = pod_name

@@ -31,7 +31,13 @@ WORKER_OWNED_CONSUMER_KEYS = frozenset({
     "enable.auto.commit", "enable.auto.offset.store", "auto.offset.reset", "enable.partition.eof",
     "security.protocol", "sasl.mechanism", "sasl.mechanisms", "sasl.username", "sasl.password",
     "ssl.ca.location", "on_commit", "error_cb", "throttle_cb", "stats_cb", "oauth_cb", "logger",
+    "session.timeout.ms", "heartbeat.interval.ms",
 })  # fmt: skip
+# Where a consumerConfig key the worker owns is set instead, when the spec has a field for it.
+SPEC_FIELD_OF_CONSUMER_KEY = {
+    "session.timeout.ms": "spec.source.sessionTimeoutMs",
+    "heartbeat.interval.ms": "spec.source.sessionTimeoutMs (the heartbeat is a fifth of it)",
+}
 
 _SEGMENT = r"[A-Za-z0-9_-]+(\[[0-9]+\])*"
 CQL_IDENTIFIER_PATTERN = r"^[a-z][a-z0-9_]{0,47}$"
@@ -95,6 +101,15 @@ class SourceSpec(SpecModel):
         default=False,
         description="Use the pod name as `group.instance.id`, so a rolling restart causes no rebalance.",
     )
+    session_timeout_ms: int = Field(
+        default=6_000,
+        ge=6_000,
+        le=300_000,
+        description="How long the group waits for a silent worker (a crashed pod, or this worker while its broker "
+        "restarts) before its partitions move on; heartbeats go every fifth of it. The default, the least the "
+        "brokers allow (group.min.session.timeout.ms), lets a replacement write within seconds of a crash; a "
+        "broker or network stall longer than this makes a live worker rejoin (a rebalance; nothing is lost).",
+    )
     consumer_config: dict[str, str | int | bool] = Field(
         default_factory=dict, description="Extra librdkafka settings; those the worker owns are refused."
     )
@@ -114,6 +129,8 @@ class SourceSpec(SpecModel):
     @classmethod
     def _no_worker_owned_keys(cls, config: dict[str, str | int | bool]) -> dict[str, str | int | bool]:
         for key in config:
+            if key in SPEC_FIELD_OF_CONSUMER_KEY:
+                raise ValueError(f"{key!r} cannot be set in consumerConfig: use {SPEC_FIELD_OF_CONSUMER_KEY[key]}")
             if key in WORKER_OWNED_CONSUMER_KEYS:
                 raise ValueError(f"{key!r} is managed by the worker and cannot be set in consumerConfig")
         return config

@@ -138,6 +138,19 @@ def test_consumer_config_refuses_worker_owned_keys(key: str) -> None:
     assert f"{key!r} is managed by the worker" in message
 
 
+@pytest.mark.parametrize("key", ["session.timeout.ms", "heartbeat.interval.ms"])
+def test_the_group_session_is_set_by_its_own_field_not_consumer_config(key: str) -> None:
+    message = error_of(with_source(consumerConfig={key: 6000}))
+    assert f"{key!r} cannot be set in consumerConfig: use spec.source.sessionTimeoutMs" in message
+
+
+def test_session_timeout_is_bounded_like_the_brokers_bound_it() -> None:
+    assert parse_pipeline(manifest()).spec.source.session_timeout_ms == 6_000
+    assert "spec.source.sessionTimeoutMs: Input should be greater than or equal to 6000" in error_of(
+        with_source(sessionTimeoutMs=3000)
+    )
+
+
 def test_consumer_config_passes_other_librdkafka_settings_through() -> None:
     config = {"fetch.min.bytes": 1024, "client.id": "sluice", "check.crcs": True}
     source = parse_pipeline(with_source(consumerConfig=config)).spec.source
