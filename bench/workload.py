@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from sluice_stack.kafka import CLIENT_LOG
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO_DIR / "examples" / "gophers-r-us.yaml"
@@ -92,7 +93,7 @@ def expected_departments(events: list[tuple[str, bytes]], pipeline: Pipeline) ->
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap}, logger=CLIENT_LOG)
     for _ in range(100):  # right after a deletion the broker may still refuse the name
         try:
             admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
@@ -105,13 +106,15 @@ def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
 
 def delete_topic(bootstrap: str, topic: str) -> None:
     with contextlib.suppress(Exception):
-        AdminClient({"bootstrap.servers": bootstrap}).delete_topics([topic])[topic].result(30)
+        AdminClient({"bootstrap.servers": bootstrap}, logger=CLIENT_LOG).delete_topics([topic])[topic].result(30)
 
 
 def produce(bootstrap: str, topic: str, events: list[tuple[str, bytes]]) -> float:
     """Produces every event (acknowledged by the broker); returns the seconds it took."""
     started = time.monotonic()
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True, "logger": CLIENT_LOG}
+    )
     failures: list[str] = []
 
     def delivered(error: object, _message: object) -> None:

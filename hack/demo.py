@@ -18,6 +18,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from sluice_stack import Stack
 from sluice_stack.config import REPO_DIR
+from sluice_stack.kafka import CLIENT_LOG, log_clients_to
 
 EXAMPLE = REPO_DIR / "examples" / "gophers-r-us.yaml"
 ITEMS = [
@@ -45,7 +46,7 @@ def progress(label: str, done: int, total: int) -> None:
 
 def fresh_topic(bootstrap: str, partitions: int) -> None:
     """Starts the demo from an empty topic and no committed offsets, so the counts are this run's."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap}, logger=CLIENT_LOG)
     if TOPIC in admin.list_topics(timeout=10).topics:
         admin.delete_topics([TOPIC])[TOPIC].result(30)
         while TOPIC in admin.list_topics(timeout=10).topics:
@@ -61,7 +62,9 @@ def fresh_topic(bootstrap: str, partitions: int) -> None:
 
 
 def produce(bootstrap: str, count: int) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True, "logger": CLIENT_LOG}
+    )
     for i in range(count):
         event = {
             "id": f"evt-{i:07d}",
@@ -125,6 +128,7 @@ def main() -> int:
     if stack is None or not all(stack.has(group) for group in ("kafka", "cassandra", "kube")):
         print("no local stack: run `make stack-up` first", file=sys.stderr)
         return 1
+    log_clients_to(REPO_DIR / ".stack" / "logs" / "demo-kafka-clients.log")
     reconciled = run_operator(stack)
     env = stack.env()
     bootstrap, contact = env["KAFKA_BOOTSTRAP_SERVERS"], env["CASSANDRA_CONTACT_POINTS"]

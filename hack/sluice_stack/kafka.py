@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import subprocess
 import uuid
 from pathlib import Path
@@ -13,6 +14,9 @@ from .config import HACK_DIR, VERSIONS, component_dir
 from .jvm import fetch_jars, java
 from .process import Service, free_port
 
+# librdkafka's own lines (e.g. `%4|...|GETPID|... Coordinator load in progress`) of a tool's clients: pass
+# `"logger": CLIENT_LOG` in their settings, and `log_clients_to` keeps them out of the tool's progress output.
+CLIENT_LOG = logging.getLogger("sluice.kafka-clients")
 POM = HACK_DIR / "kafka" / "pom.xml"
 LOG4J_CONFIG = HACK_DIR / "kafka" / "log4j2.properties"
 NODE_ID = 1
@@ -84,6 +88,16 @@ def _server_properties(data: Path, broker_port: int, controller_port: int) -> st
         "num.io.threads": 4,
     }
     return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+def log_clients_to(path: Path) -> None:
+    """Writes what librdkafka says through CLIENT_LOG to `path` (appended), and nowhere else."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    CLIENT_LOG.handlers[:] = [handler]
+    CLIENT_LOG.setLevel(logging.INFO)
+    CLIENT_LOG.propagate = False
 
 
 def make_service(root: Path) -> Service:
