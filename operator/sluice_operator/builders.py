@@ -15,6 +15,7 @@ from .api import FIELD_MANAGER, MANAGED_BY, PIPELINE_LABEL, Owner, configmap_nam
 CONFIG_DIR: Final = "/etc/sluice"
 CONFIG_FILE: Final = "pipeline.yaml"
 HTTP_PORT: Final = 8080
+WORKER_CONTAINER: Final = "worker"
 CONFIG_HASH: Final = "sluice.dev/config-hash"
 WORKER: Final = "sluice-worker"
 
@@ -134,7 +135,7 @@ def _probe(path: str, period: int, failures: int, delay: int = 0) -> dict[str, A
 def _container(owner: Owner, pipeline: DataPipeline, default_image: str) -> dict[str, Any]:
     spec = pipeline.spec
     container: dict[str, Any] = {
-        "name": "worker",
+        "name": WORKER_CONTAINER,
         "image": spec.image or default_image,
         # Only args: the image's entrypoint (tini -- sluice-worker) stays PID 1 and forwards SIGTERM.
         "args": ["--pipeline", f"{CONFIG_DIR}/{CONFIG_FILE}"],
@@ -148,6 +149,9 @@ def _container(owner: Owner, pipeline: DataPipeline, default_image: str) -> dict
         "livenessProbe": _probe("/healthz", period=10, failures=6, delay=10),
         "volumeMounts": [{"name": "pipeline", "mountPath": CONFIG_DIR, "readOnly": True}],
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        # What a failed worker said last (its own message, else its last log lines) lands in the pod's status,
+        # where the operator reads it for the DataPipeline's conditions.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     resources = {kind: dict(values) for kind, values in spec.resources.model_dump().items() if values}
     if resources:

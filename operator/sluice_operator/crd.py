@@ -201,6 +201,7 @@ def _ready(field: str) -> str:
 
 PRINTER_COLUMNS: Final = [
     {"name": "Ready", "type": "string", "jsonPath": _ready("status"), "description": "The Ready condition."},
+    {"name": "Reason", "type": "string", "jsonPath": _ready("reason"), "description": "Why Ready is what it is."},
     {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas", "description": "Desired workers."},
     {"name": "Available", "type": "integer", "jsonPath": ".status.availableReplicas",
      "description": "Available workers."},
@@ -209,7 +210,6 @@ PRINTER_COLUMNS: Final = [
     {"name": "Topics", "type": "string", "jsonPath": ".spec.source.topics", "description": "Source topics."},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {"name": "Paused", "type": "boolean", "jsonPath": ".spec.paused", "priority": 1},
-    {"name": "Reason", "type": "string", "jsonPath": _ready("reason"), "priority": 1},
     {"name": "Autoscaling", "type": "boolean", "jsonPath": ".spec.autoscaling.enabled", "priority": 1},
     {"name": "Partitions", "type": "integer", "jsonPath": ".status.partitions", "priority": 1},
     {"name": "Msgs/s", "type": "number", "jsonPath": ".status.throughput", "priority": 1,

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import kopf
 from sluice_worker.model import PipelineSpec
@@ -15,6 +15,7 @@ from .api import (
     FIELD_MANAGER,
     GROUP,
     MANAGED_BY,
+    PIPELINE_LABEL,
     PLURAL,
     VERSION,
     Obj,
@@ -25,6 +26,7 @@ from .api import (
 from .kube import ApiError, Event
 from .reconcile import Observed, Outcome, Reconciler
 from .scaler import Scaler
+from .workers import failure
 
 COMPONENT: Final = "sluice-operator"
 CHILD_ATTEMPTS: Final = 3
@@ -51,8 +53,16 @@ def _changed(diff: Iterable[Sequence[Any]]) -> dict[str, tuple[Any, Any]]:
     return fields
 
 
-def change_events(cause: str, diff: Iterable[Sequence[Any]], outcome: Outcome) -> list[Event]:
-    """The events of a reconcile that a change of the DataPipeline itself (create/update/resume) caused."""
+Role = Literal["create", "update", "resume"]
+
+
+def change_events(role: Role, diff: Iterable[Sequence[Any]], outcome: Outcome) -> list[Event]:
+    """The events of a reconcile that the kopf handler of that role ran for a change of the DataPipeline.
+
+    Only the update handler tells spec changes: after an operator restart kopf runs the resume handler too,
+    with the same diff, and the change must be told once. The create handler tells Created even when the
+    Deployment exists: kopf runs it again when the operator died between applying and recording the creation.
+    """
     if outcome.body is None:
         return []
     if outcome.problem is not None:
@@ -60,10 +70,10 @@ def change_events(cause: str, diff: Iterable[Sequence[Any]], outcome: Outcome) -
     events = []
     spec = outcome.pipeline.spec if outcome.pipeline else None
     name = outcome.body["metadata"]["name"]
-    if outcome.created and spec is not None:
+    if (role == "create" or outcome.created) and spec is not None:
         events.append(Event("Normal", "Created", f"Created Deployment {deployment_name(name)} with "
                             f"{outcome.workers} workers and ConfigMap {configmap_name(name)}"))  # fmt: skip
-    if cause == "update" and spec is not None:
+    if role == "update" and spec is not None:
         fields = _changed(diff)
         if "replicas" in fields and not spec.autoscaling.enabled:  # else the autoscaler tells its own changes
             old, new = fields["replicas"]
@@ -111,14 +121,17 @@ class Handlers:
 
     def __init__(self, reconciler: Reconciler, retry_delay: float, scaler: Scaler | None = None) -> None:
         self.reconciler, self.retry_delay, self.scaler = reconciler, retry_delay, scaler
+        self._failures: dict[str, str] = {}  # by pod uid: what is wrong with a failing worker pod, as last seen
 
     def register(self, registry: kopf.OperatorRegistry) -> None:
         """DataPipeline changes (with kopf's retries) and events of the children it labels as its own."""
-        for on, handler_id in ((kopf.on.create, "create"), (kopf.on.update, "update"), (kopf.on.resume, "resume")):
-            on(GROUP, VERSION, PLURAL, id=handler_id, registry=registry)(self.on_pipeline)
+        kopf.on.create(GROUP, VERSION, PLURAL, id="create", registry=registry)(self.on_create)
+        kopf.on.update(GROUP, VERSION, PLURAL, id="update", registry=registry)(self.on_update)
+        kopf.on.resume(GROUP, VERSION, PLURAL, id="resume", registry=registry)(self.on_resume)
         children = {MANAGED_BY: FIELD_MANAGER}
         kopf.on.event("apps", "v1", "deployments", labels=children, registry=registry)(self.on_child)
         kopf.on.event("v1", "configmaps", labels=children, registry=registry)(self.on_child)
+        kopf.on.event("v1", "pods", labels={PIPELINE_LABEL: kopf.PRESENT}, registry=registry)(self.on_worker_pod)
 
     async def check_lag(self, body: Obj) -> None:
         """One lag check of a pipeline (its status, metrics and autoscaling), then its events."""
@@ -134,7 +147,16 @@ class Handlers:
             return
         await asyncio.to_thread(self.post, checked.body, checked.events)
 
-    def on_pipeline(self, body: kopf.Body, reason: str, diff: kopf.Diff, retry: int, **_: Any) -> None:
+    def on_create(self, body: kopf.Body, diff: kopf.Diff, retry: int, **_: Any) -> None:
+        self.on_pipeline("create", body, diff, retry)
+
+    def on_update(self, body: kopf.Body, diff: kopf.Diff, retry: int, **_: Any) -> None:
+        self.on_pipeline("update", body, diff, retry)
+
+    def on_resume(self, body: kopf.Body, diff: kopf.Diff, retry: int, **_: Any) -> None:
+        self.on_pipeline("resume", body, diff, retry)
+
+    def on_pipeline(self, role: Role, body: kopf.Body, diff: kopf.Diff, retry: int) -> None:
         """Create, update or resume of a DataPipeline: reconcile; API failures retry with a growing delay."""
         try:
             outcome = self.reconciler.reconcile(body.metadata.namespace or "", body.metadata.name or "")
@@ -144,15 +166,31 @@ class Handlers:
             raise kopf.TemporaryError(
                 f"reconcile failed (retry {retry + 1} in {delay:.0f}s): {error}", delay=delay
             ) from error
-        self.post(outcome.body, change_events(str(reason), diff, outcome))
+        self.post(outcome.body, change_events(role, diff, outcome))
 
     def on_child(self, type: str | None, body: kopf.Body, resource: kopf.Resource, **_: Any) -> None:
         """A child changed or went away: reconcile its pipeline (the initial listing is left to resume)."""
         pipeline = owning_pipeline(body)
         if type is None or pipeline is None:
             return
-        namespace = body.metadata.namespace or ""
         observed = Observed(resource.kind or "", None if type == "DELETED" else dict(body))
+        self.reconcile_for(body.metadata.namespace or "", pipeline, observed)
+
+    def on_worker_pod(self, type: str | None, body: kopf.Body, **_: Any) -> None:
+        """A worker pod started failing, failed differently (e.g. once more) or stopped failing: reconcile its
+        pipeline, whose conditions tell it. The Deployment alone does not show a pod that keeps crashing."""
+        uid, pipeline = body.metadata.uid or "", body.metadata.labels.get(PIPELINE_LABEL)
+        wrong = None if type == "DELETED" else failure(body)
+        if type is None or pipeline is None or self._failures.get(uid) == wrong:
+            return
+        if wrong is None:
+            self._failures.pop(uid, None)
+        else:
+            self._failures[uid] = wrong
+        self.reconcile_for(body.metadata.namespace or "", pipeline)
+
+    def reconcile_for(self, namespace: str, pipeline: str, observed: Observed | None = None) -> None:
+        """Reconciles a pipeline for an event of something it owns; transient API failures retried a few times."""
         for attempt in range(1, CHILD_ATTEMPTS + 1):
             try:
                 outcome = self.reconciler.reconcile(namespace, pipeline, observed)

@@ -172,9 +172,10 @@ class Reconciler:
 
         deployment = applied["Deployment"]
         assessment = status.assess(deployment, desired=children.workers, paused=pipeline.spec.paused)
-        if self.settings.ask_workers and assessment.ready.reason == "ReplicasUnavailable":
-            reasons = workers.unready_reasons(self.kube, pipeline.metadata.namespace, pipeline.metadata.name)
-            assessment = status.with_worker_reasons(assessment, reasons)
+        if assessment.ready.status == "False" and children.workers > 0:  # say why, in the workers' words
+            pods = workers.pods_of(self.kube, pipeline.metadata.namespace, pipeline.metadata.name)
+            ask = self.settings.ask_workers and assessment.ready.reason == "ReplicasUnavailable"
+            assessment = status.with_diagnosis(assessment, workers.diagnose(pods, ask_readyz=ask))
         new_status = self._write_status(body, assessment, deployment, children.config_hash)
         return Outcome(
             body=body,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
 
@@ -172,12 +172,27 @@ def assess(deployment: Mapping[str, Any] | None, *, desired: int, paused: bool) 
     return Assessment(ready, Verdict("True", moving, counts), degraded)
 
 
-def with_worker_reasons(assessment: Assessment, reasons: Sequence[str]) -> Assessment:
-    """A Ready=False assessment that also says why workers are not ready, in their own words (their /readyz)."""
-    if not reasons or assessment.ready.status != "False":
+@dataclass(frozen=True)
+class Diagnosis:
+    """`pod: what is wrong` for the pods of a pipeline that are not ready."""
+
+    failing: list[str] = field(default_factory=list)  # the worker container exits with an error, over and over
+    unready: list[str] = field(default_factory=list)  # running, and /readyz says why it is not ready
+
+
+def with_diagnosis(assessment: Assessment, diagnosis: Diagnosis) -> Assessment:
+    """A Ready=False assessment that also says why workers are not ready, in their own words: failing
+    containers' last message (then also Degraded: the rollout cannot finish by waiting), else their /readyz."""
+    if assessment.ready.status != "False":
         return assessment
-    message = f"{assessment.ready.message}; not ready: {'; '.join(reasons)}"
-    return Assessment(Verdict("False", "WorkersNotReady", message), assessment.progressing, assessment.degraded)
+    if diagnosis.failing:
+        message = f"{assessment.ready.message}; failing: {'; '.join(diagnosis.failing)}"
+        failing = Verdict("False", "WorkersFailing", message)
+        return Assessment(failing, assessment.progressing, Verdict("True", "WorkersFailing", message))
+    if diagnosis.unready:
+        message = f"{assessment.ready.message}; not ready: {'; '.join(diagnosis.unready)}"
+        return Assessment(Verdict("False", "WorkersNotReady", message), assessment.progressing, assessment.degraded)
+    return assessment
 
 
 def merge_conditions(

@@ -16,7 +16,8 @@ ALLOWED = [
     ("create", "deployments.apps", "-n", "any"),
     ("patch", "configmaps", "-n", "any"),
     ("create", "events", "-n", "any"),
-    ("list", "pods", "-n", "any"),  # to ask workers that are not ready why (their /readyz)
+    ("list", "pods", "-n", "any"),  # to see workers fail, or ask those not ready why (their /readyz)
+    ("watch", "pods", "-n", "any"),
     ("update", "leases.coordination.k8s.io/sluice-operator", "-n", OPERATOR_NAMESPACE),
 ]
 REFUSED = [
@@ -25,7 +26,6 @@ REFUSED = [
     ("create", "pods/exec", "-n", "any"),
     ("create", "pods", "-n", "any"),
     ("get", "pods", "-n", "any"),
-    ("watch", "pods", "-n", "any"),
     ("delete", "pods", "-n", "any"),
     ("delete", "deployments.apps", "-n", "any"),
     ("delete", "datapipelines.sluice.dev", "-n", "any"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import uuid
 from collections.abc import Iterator
@@ -9,10 +10,20 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from operator_harness import OPERATOR_NAMESPACE, Kubectl, Operator, condition, pipeline, sample, wait_for
+from operator_harness import (
+    OPERATOR_NAMESPACE,
+    Kubectl,
+    Operator,
+    condition,
+    events,
+    pipeline,
+    sample,
+    wait_for,
+)
 from sluice_operator.api import CONFIGMAPS, DEPLOYMENTS, LEASES
 from sluice_operator.kube import Kube
 from sluice_operator.leader import LeaderElector
+from sluice_operator.reconcile import Reconciler
 from sluice_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.kube
@@ -58,6 +69,42 @@ def test_killed_mid_reconcile_the_operator_converges_after_a_restart(
     assert [d["metadata"]["name"] for d in deployments] == [NAME]
     assert deployments[0]["spec"]["replicas"] == 3
     assert len(admin.list(CONFIGMAPS, namespace)) == 2  # the pipeline's and kube-root-ca.crt
+
+
+def handled_replicas(admin: Kube, namespace: str) -> int | None:
+    """spec.replicas as kopf last recorded it handled: written once every handler of a change has succeeded."""
+    annotations = pipeline(admin, namespace)["metadata"].get("annotations") or {}
+    handled = annotations.get("sluice.dev/last-handled-configuration")
+    return None if handled is None else json.loads(handled)["spec"].get("replicas")
+
+
+def test_a_scale_made_while_the_operator_was_down_is_told_once(
+    restored: Operator, kubectl: Kubectl, admin: Kube, namespace: str
+) -> None:
+    kubectl.apply(sample(namespace, replicas=1))
+    wait_for(lambda: ready(admin, namespace), 60, "Ready=True")
+    restored.stop()
+    kubectl.run("scale", "-n", namespace, f"datapipeline/{NAME}", "--replicas=3")
+    restored.start()
+    wait_for(lambda: handled_replicas(admin, namespace) == 3, 60, "kopf to record the scale as handled")
+    assert [e["message"] for e in events(admin, namespace, "Scaled")] == ["Scaled from 1 to 3 workers"]
+    assert admin.get(DEPLOYMENTS, namespace, NAME)["spec"]["replicas"] == 3  # type: ignore[index]
+
+
+def test_a_creation_the_operator_died_before_recording_is_still_told(
+    restored: Operator, kubectl: Kubectl, admin: Kube, namespace: str
+) -> None:
+    restored.stop()
+    kubectl.apply(sample(namespace, replicas=2))
+    # What an operator killed right after applying the children does: ConfigMap and Deployment exist, while
+    # neither kopf's record of the creation nor the Created event does.
+    Reconciler(admin, OperatorSettings()).reconcile(namespace, NAME)
+    assert admin.get(DEPLOYMENTS, namespace, NAME) is not None and not events(admin, namespace, "Created")
+    restored.start()
+    wait_for(lambda: handled_replicas(admin, namespace) == 2, 60, "kopf to record the creation as handled")
+    assert [e["message"] for e in events(admin, namespace, "Created")] == [
+        f"Created Deployment {NAME} with 2 workers and ConfigMap {NAME}-pipeline"
+    ]
 
 
 def test_a_second_replica_stands_by_until_the_leader_goes(

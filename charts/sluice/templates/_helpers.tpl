@@ -57,8 +57,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 The operator's permissions on the namespaces it watches, the same rules as deploy/rbac.yaml (a test checks):
 it reads and watches DataPipelines and patches them (kopf's progress annotations) and their status; it
 server-side applies the workers' ConfigMap and Deployment (get, create, patch; watched for drift; never
-deleted: the garbage collector removes them through their ownerReferences); it lists the workers' pods (to
-ask one that is not ready why); it posts Events.
+deleted: the garbage collector removes them through their ownerReferences); it lists and watches the workers'
+pods (to see one fail, or ask one that is not ready why); it posts Events.
 */}}
 {{- define "sluice.watchRules" -}}
 - apiGroups: [sluice.dev]
@@ -75,7 +75,7 @@ ask one that is not ready why); it posts Events.
   verbs: [get, list, watch, create, patch]
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list]
+  verbs: [list, watch]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

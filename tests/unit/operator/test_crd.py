@@ -130,7 +130,7 @@ def test_the_crd_names_subresources_and_columns() -> None:
         "labelSelectorPath": ".status.selector",
     }
     columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
-    assert columns == ["Ready", "Replicas", "Available", "Lag", "Topics", "Age"]
+    assert columns == ["Ready", "Reason", "Replicas", "Available", "Lag", "Topics", "Age"]  # Reason: why not Ready
     conditions = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"]
     assert (conditions["x-kubernetes-list-type"], conditions["x-kubernetes-list-map-keys"]) == ("map", ["type"])
 

@@ -31,6 +31,18 @@ def test_creation_is_told_once() -> None:
         Event("Normal", "Created", "Created Deployment gophers-r-us with 1 workers and ConfigMap gophers-r-us-pipeline")
     ]
     assert change_events("resume", [], outcome()) == []
+    # The operator died after applying the Deployment and before kopf recorded the creation: kopf runs the
+    # create handler again, which finds the Deployment, and the creation has still not been told.
+    assert [e.reason for e in change_events("create", [], outcome(created=False))] == ["Created"]
+
+
+def test_a_change_made_while_the_operator_was_down_is_told_by_the_update_handler_only() -> None:
+    # On start-up kopf runs the resume handler beside the update handler, with the same diff.
+    diff = [("change", ("spec", "replicas"), 1, 3)]
+    assert change_events("resume", diff, outcome(pipeline=pipeline(replicas=3))) == []
+    assert change_events("update", diff, outcome(pipeline=pipeline(replicas=3))) == [
+        Event("Normal", "Scaled", "Scaled from 1 to 3 workers")
+    ]
 
 
 def test_scaling_pausing_and_resuming() -> None:
