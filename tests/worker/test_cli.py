@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -57,6 +58,22 @@ def test_missing_file_and_bad_yaml_exit_2(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("spec: [unclosed\n")
     bad = run_worker("--pipeline", str(tmp_path / "bad.yaml"))
     assert bad.returncode == 2 and "invalid YAML" in bad.stderr
+
+
+def test_a_hook_that_cannot_be_imported_exits_2_naming_the_field_and_tells_kubernetes(tmp_path: Path) -> None:
+    manifest = broken(tmp_path, lambda s: s["transform"].update(python="no_such_module:enrich"))
+    termination_log = tmp_path / "termination-log"
+    termination_log.touch()  # as the kubelet makes it in a pod; elsewhere it does not exist and is not written
+    result = subprocess.run(
+        [str(WORKER), "--pipeline", str(manifest)],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "SLUICE_TERMINATION_LOG": str(termination_log), "SLUICE_HTTP_PORT": "0"},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    said = "spec.transform.python: cannot import 'no_such_module': No module named 'no_such_module'"
+    assert said in result.stderr
+    assert said in termination_log.read_text()
 
 
 def test_help_names_both_commands() -> None:

@@ -41,9 +41,10 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = WorkerSettings()
     _configure_logging(settings)
-    pipeline = _load(args.pipeline, args.name, args.namespace)
-    if pipeline is None:
-        return EXIT_INVALID
+    try:
+        pipeline = _load(args.pipeline, args.name, args.namespace)
+    except PipelineError as exc:
+        return _refuse(settings, f"sluice-worker: invalid pipeline {args.pipeline}:\n{exc}")
     metrics, health = WorkerMetrics(), Health()
     pipeline = settings.apply_overrides(pipeline)
     source, sink = pipeline.spec.source, pipeline.spec.sink
@@ -53,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         worker = build_worker(pipeline, settings, metrics, health)
     except PipelineError as exc:  # the Python hook cannot be loaded
-        print(f"sluice-worker: invalid pipeline {args.pipeline}:\n{exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return _refuse(settings, f"sluice-worker: invalid pipeline {args.pipeline}:\n{exc}")
     stop.forward_to(worker.request_stop)
     server = serve_http(settings.http_port, metrics, health, settings.http_host) if settings.http_port else None
     try:
@@ -126,13 +126,15 @@ def _replay(argv: list[str]) -> int:
         "--idle-seconds", type=float, default=5.0, help="stop after this long without a dead letter (default 5)"
     )
     args = parser.parse_args(argv)
+    from .model import PipelineError
     from .settings import WorkerSettings
 
     settings = WorkerSettings()
     _configure_logging(settings)
-    pipeline = _load(args.pipeline, args.name, args.namespace)
-    if pipeline is None:
-        return EXIT_INVALID
+    try:
+        pipeline = _load(args.pipeline, args.name, args.namespace)
+    except PipelineError as exc:
+        return _refuse(settings, f"sluice-worker: invalid pipeline {args.pipeline}:\n{exc}")
     from .replay import replay_dead_letters
 
     overridden = settings.apply_overrides(pipeline)
@@ -149,15 +151,22 @@ def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--namespace", default="default", help="with --name (default: default)")
 
 
-def _load(path: Path, name: str | None, namespace: str) -> DataPipeline | None:
+def _load(path: Path, name: str | None, namespace: str) -> DataPipeline:
+    """The pipeline in `path`. Raises PipelineError naming each invalid field."""
     from .manifest import load_pipeline
-    from .model import PipelineError
 
-    try:
-        return load_pipeline(path, name=name, namespace=namespace)
-    except PipelineError as exc:
-        print(f"sluice-worker: invalid pipeline {path}:\n{exc}", file=sys.stderr)
-        return None
+    return load_pipeline(path, name=name, namespace=namespace)
+
+
+def _refuse(settings: WorkerSettings, message: str) -> int:
+    """Says why the pipeline cannot run, on stderr and, in a pod, as the container's termination message."""
+    print(message, file=sys.stderr)
+    if settings.termination_log.exists():
+        try:
+            settings.termination_log.write_text(message + "\n")
+        except OSError as error:
+            log.warning("cannot write the termination message to %s: %s", settings.termination_log, error)
+    return EXIT_INVALID
 
 
 def _configure_logging(settings: WorkerSettings) -> None:

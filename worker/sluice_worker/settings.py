@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -26,6 +27,11 @@ class WorkerSettings(BaseSettings):
         description="Seconds from SIGTERM to exit. Default: terminationGracePeriodSeconds minus shutdownMarginSeconds.",
     )
     write_timeout_seconds: float = Field(default=10.0, gt=0, description="Cassandra request timeout.")
+    termination_log: Path = Field(
+        default=Path("/dev/termination-log"),
+        description="Where an invalid pipeline is explained for `kubectl describe pod` and the operator; written "
+        "only if the file exists (the kubelet makes it in a pod).",
+    )
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
 
