@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
         base-image chart-lint bench kind-image test-kind demo-cluster demo-cluster-down
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 venv: $(VENV)/.installed ## create .venv with sluice and its test tools
 
@@ -30,6 +30,19 @@ stack-down: venv ## stop the stack and delete its data
 
 stack-status: venv ## the running stack's servers, pids and logs
 	$(STACK) status
+
+# Faults on the running stack, the talk's tests by hand: e.g. `make pause-cassandra SECONDS=20` while a worker runs.
+pause-%: venv ## pause-cassandra|kafka: SIGSTOP, as `docker pause` (SECONDS=20: resume after 20 s)
+	$(STACK) pause $* --seconds $(or $(SECONDS),0)
+
+resume-%: venv ## resume-cassandra|kafka: SIGCONT
+	$(STACK) resume $*
+
+kill-%: venv ## kill-cassandra|kafka: SIGKILL; its data stays for restart-*
+	$(STACK) kill $*
+
+restart-%: venv ## restart-cassandra|kafka: SIGKILL, start again on its data, wait until it answers
+	$(STACK) restart $*
 
 test: venv ## the whole suite against real servers (uses a running stack-up, else starts its own)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -23,8 +23,10 @@ from pathlib import Path
 
 import yaml
 from sluice_stack import Stack  # PYTHONPATH=hack, as the Makefile sets it
+from sluice_stack.kafka import log_clients_to
 
 from . import profile as profiling
+from . import recovery as recovering
 from . import report
 from .measure import BenchError
 from .placement import Placement, pinned
@@ -42,7 +44,7 @@ from .workload import (
     produce,
 )
 
-SYSTEMS = ("consume", "driver", "sluice", "benthos", "naive", "operator")
+SYSTEMS = ("consume", "driver", "sluice", "benthos", "naive", "recovery", "operator")
 # What the ratios compare: on a 2-core machine shared with Cassandra one run of each varies by about 10%, so
 # these run --rounds times, one after another in each round, and each reports its median run.
 REPEATED = ("driver_batched", "sluice", "benthos")
@@ -128,6 +130,7 @@ def measure(args: argparse.Namespace) -> int:
     workdir = args.out or Path(tempfile.mkdtemp(prefix="sluice-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"logs and configs: {workdir}", file=sys.stderr)
+    log_clients_to(workdir / "kafka-clients.log")
     wanted = set(args.systems)
     load_before = os.getloadavg()[0]
 
@@ -147,7 +150,7 @@ def measure(args: argparse.Namespace) -> int:
         topic = f"bench-events-{run_id}"
         bootstrap, contact_point = env["KAFKA_BOOTSTRAP_SERVERS"], env["CASSANDRA_CONTACT_POINTS"]
         create_topic(bootstrap, topic, args.partitions)
-        if wanted - {"operator"}:
+        if wanted - {"operator", "recovery"}:
             produce(bootstrap, topic, events)
         tables = Tables(contact_point, pipeline)
         ctx = Context(
@@ -171,10 +174,14 @@ def measure(args: argparse.Namespace) -> int:
         operator_result: OperatorResult | None = None
         operator_error: str | None = "not measured (--systems)"
         profile_text: str | None = None
+        recovery: recovering.Recovery | None = None
         placement = Placement.split(os.sched_getaffinity(0)) if args.placement == "pinned" else None
         try:
             with pinned(placement, ctx.server_pids["cassandra"], ctx.server_pids["kafka"]):
                 results = measure_systems(ctx, args, benthos_binary, notes)
+            if "recovery" in wanted:  # unpinned, as servers restart; after the others, as it restarts Kafka
+                print("measuring recovery ...", file=sys.stderr)
+                recovery = recovering.measure(ctx, stack, args.rounds)
             if "operator" in wanted:
                 try:
                     kube_env = {k: v for k, v in env.items() if k in ("KUBECONFIG", "PATH")}
@@ -203,6 +210,8 @@ def measure(args: argparse.Namespace) -> int:
         results, args.messages, args.partitions, benthos_error, benthos_seconds, operator_result, operator_error,
         str(workdir / "profile.txt") if profile_text else None,
     )  # fmt: skip
+    if recovery is not None:
+        summary |= recovery.summary()
     summary["rounds"] = args.rounds
     summary["placement"] = placement.describe() if placement else "shared: every process on every CPU"
     print()
@@ -211,6 +220,8 @@ def measure(args: argparse.Namespace) -> int:
     rounds = f"; the batched driver, Sluice and Benthos: median of {args.rounds} runs" if args.rounds > 1 else ""
     print(f"{summary['placement']}{rounds}")
     print(report.table(results, summary, operator_result))
+    if recovery is not None:
+        print(recovery.table())
     for note in notes:
         print(f"note: {note}")
     if profile_text:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from cassandra.cluster import Cluster, Session
+from cassandra.policies import ConstantReconnectionPolicy
 from cassandra.query import SimpleStatement
 
 from .measure import BenchError
@@ -17,7 +18,8 @@ class Tables:
     def __init__(self, contact_point: str, pipeline: Pipeline) -> None:
         host, port = contact_point.rsplit(":", 1)
         self.pipeline = pipeline
-        self._cluster = Cluster([host], port=int(port))
+        # Reconnect within a second of a Cassandra pause or restart (the recovery runs make both).
+        self._cluster = Cluster([host], port=int(port), reconnection_policy=ConstantReconnectionPolicy(1.0))
         self.session: Session = self._cluster.connect()
         self.session.execute(
             f"CREATE KEYSPACE IF NOT EXISTS {KEYSPACE} "

@@ -1,4 +1,5 @@
-"""`python -m sluice_stack up|down|status|provision [--root DIR] [GROUP...]`: the stack from a shell."""
+"""`python -m sluice_stack up|down|status|provision [GROUP...]`, or `pause|resume|kill|restart kafka|cassandra`
+(a fault on a running stack, e.g. `pause cassandra --seconds 20`, the talk's test by hand)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,21 @@ import time
 from pathlib import Path
 
 from .config import REPO_DIR
-from .stack import GROUPS, Stack, provision
+from .stack import FAULTS, FAULTY, GROUPS, Stack, provision
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sluice_stack", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status", "provision"])
-    parser.add_argument("groups", nargs="*", metavar="GROUP", help=f"any of {', '.join(GROUPS)} (default: all)")
+    parser.add_argument("command", choices=["up", "down", "status", "provision", *FAULTS])
+    parser.add_argument(
+        "groups", nargs="*", metavar="GROUP",
+        help=f"any of {', '.join(GROUPS)} (default: all); for a fault, one of {', '.join(FAULTY)}",
+    )  # fmt: skip
     parser.add_argument("--root", type=Path, default=REPO_DIR / ".stack", help="state, logs and data")
+    parser.add_argument("--seconds", type=float, default=0, help="pause: resume after this long (default: stay)")
     args = parser.parse_args(argv)
+    if args.command in FAULTS:
+        return _fault(parser, args)
     groups = args.groups or list(GROUPS)
     if unknown := set(groups) - set(GROUPS):
         parser.error(f"unknown group(s) {', '.join(sorted(unknown))}; choose from {', '.join(GROUPS)}")
@@ -34,10 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "down":
         if stack is None:
             # A half-dead stack: stop whatever is left of it.
-            from .process import load_services
-
-            state = args.root / "state.json"
-            stack = Stack(args.root, load_services(state) if state.exists() else {})
+            stack = Stack.load(args.root) or Stack(args.root)
         stack.down()
         print("stack down")
     elif args.command == "status":
@@ -45,6 +49,18 @@ def main(argv: list[str] | None = None) -> int:
             print("no stack running", file=sys.stderr)
             return 1
         print(stack.report())
+    return 0
+
+
+def _fault(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if len(args.groups) != 1 or args.groups[0] not in FAULTY:
+        parser.error(f"{args.command} takes one server: {' or '.join(FAULTY)}")
+    name = args.groups[0]
+    stack = Stack.load(args.root)
+    if stack is None or name not in stack.services:
+        print(f"no {name} in a stack under {args.root}: run `make stack-up` first", file=sys.stderr)
+        return 1
+    print(stack.inject(args.command, name, args.seconds))
     return 0
 
 

@@ -22,6 +22,9 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "kube": ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"),
 }
 READY_TIMEOUT = {"kafka": 120.0, "cassandra": 180.0}
+# What `python -m sluice_stack FAULT SERVER` does to a server of a running stack.
+FAULTS = ("pause", "resume", "kill", "restart")
+FAULTY = ("kafka", "cassandra")
 
 
 def _is_ready(service: Service) -> bool:
@@ -54,13 +57,17 @@ class Stack:
     @classmethod
     def attach(cls, root: Path) -> Stack | None:
         """The stack a `make stack-up` left running under `root`, if all of its servers are alive."""
+        stack = cls.load(root)
+        if stack is None or not all(s.alive for s in stack.services.values()):
+            return None
+        return stack
+
+    @classmethod
+    def load(cls, root: Path) -> Stack | None:
+        """The stack a `make stack-up` made under `root`, alive or not (a fault may have killed a server)."""
         state = root / "state.json"
-        if not state.exists():
-            return None
-        services = load_services(state)
-        if not services or not all(s.alive for s in services.values()):
-            return None
-        return cls(root, services)
+        services = load_services(state) if state.exists() else {}
+        return cls(root, services) if services else None
 
     def has(self, group: str) -> bool:
         return all(name in self.services for name in GROUPS[group])
@@ -107,6 +114,26 @@ class Stack:
         seconds = self.start(name)
         self.save()
         return seconds
+
+    def inject(self, fault: str, name: str, seconds: float = 0) -> str:
+        """One of FAULTS on one server, as the talk did by hand; says what happened."""
+        service = self.services[name]
+        if fault == "pause":
+            service.pause()
+            if not seconds:
+                return f"{name} paused (SIGSTOP): it keeps its sockets and answers nothing until `resume {name}`"
+            time.sleep(seconds)
+            service.resume()
+            return f"{name} paused for {seconds:g}s, then resumed"
+        if fault == "resume":
+            service.resume()
+            return f"{name} resumed (SIGCONT)"
+        if fault == "kill":
+            service.kill()
+            return f"{name} killed (SIGKILL); `restart {name}` starts it again on its data"
+        if fault == "restart":
+            return f"{name} killed and started again on its data; answering after {self.restart(name)}s"
+        raise ValueError(f"unknown fault {fault!r}; choose from {', '.join(FAULTS)}")
 
     def down(self) -> None:
         """Stops every server and removes their data (logs stay for post-mortems)."""
