@@ -92,8 +92,8 @@ def test_kubectl_scale_scales_the_workers(operator: Operator, kubectl: Kubectl, 
     assert (done["status"]["replicas"], done["status"]["availableReplicas"]) == (5, 5)
 
     table = kubectl.run("get", "dp", "-n", namespace).stdout.splitlines()
-    assert table[0].split() == ["NAME", "READY", "REPLICAS", "AVAILABLE", "LAG", "TOPICS", "AGE"]
-    assert table[1].split()[:5] == [NAME, "True", "5", "5", '["store-events"]']  # LAG blank: no Kafka at :9092
+    assert table[0].split() == ["NAME", "READY", "REASON", "REPLICAS", "AVAILABLE", "LAG", "TOPICS", "AGE"]
+    assert table[1].split()[:6] == [NAME, "True", "ReplicasAvailable", "5", "5", '["store-events"]']  # LAG blank: no Kafka at :9092
     (scaled,) = events(admin, namespace, "Scaled")
     assert scaled["message"] == "Scaled from 1 to 5 workers"
 
