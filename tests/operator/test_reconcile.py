@@ -93,7 +93,8 @@ def test_kubectl_scale_scales_the_workers(operator: Operator, kubectl: Kubectl, 
 
     table = kubectl.run("get", "dp", "-n", namespace).stdout.splitlines()
     assert table[0].split() == ["NAME", "READY", "REASON", "REPLICAS", "AVAILABLE", "LAG", "TOPICS", "AGE"]
-    assert table[1].split()[:6] == [NAME, "True", "ReplicasAvailable", "5", "5", '["store-events"]']  # LAG blank: no Kafka at :9092
+    # LAG blank: no Kafka at :9092
+    assert table[1].split()[:6] == [NAME, "True", "ReplicasAvailable", "5", "5", '["store-events"]']
     (scaled,) = events(admin, namespace, "Scaled")
     assert scaled["message"] == "Scaled from 1 to 5 workers"
 
