@@ -152,10 +152,11 @@ inputs_key() {
 pod_cassandra_yaml() {  # SRC DEST
   # shellcheck disable=SC2016  # ${...} are the template's placeholders, not shell expansions
   sed -e 's|^cluster_name: .*|cluster_name: "${cluster_name}"|' \
-      -e 's|^listen_address: 127\.0\.0\.1$|listen_address: ${listen_address}\nbroadcast_address: ${broadcast_address}|' \
-      -e 's|^rpc_address: 127\.0\.0\.1$|rpc_address: ${rpc_address}\nbroadcast_rpc_address: ${broadcast_rpc_address}|' \
-      -e 's|- seeds: "127\.0\.0\.1:${storage_port}"|- seeds: "${seeds}"|' \
-      -e 's|^# Everything on loopback; the node|# The addresses come from the entrypoint; the node|' \
+      -e 's|^listen_address: ${address}$|listen_address: ${listen_address}\nbroadcast_address: ${broadcast_address}|' \
+      -e 's|^rpc_address: ${address}$|rpc_address: ${rpc_address}\nbroadcast_rpc_address: ${broadcast_rpc_address}|' \
+      -e 's|- seeds: "${seed}:${storage_port}"|- seeds: "${seeds}"|' \
+      -e 's|^initial_token: ${initial_token}$|initial_token: 0|' \
+      -e 's|^# Everything on loopback; the first node is the seed.|# The addresses and seeds come from the entrypoint.|' \
       -e '1,/^$/{/^#/d}' "$1" >"$2"
   local placeholder
   for placeholder in cluster_name listen_address broadcast_address rpc_address broadcast_rpc_address seeds \
@@ -165,7 +166,9 @@ pod_cassandra_yaml() {  # SRC DEST
       exit 1
     }
   done
-  grep -q '127\.0\.0\.1' "$2" && { echo "a loopback address is left in the pod's cassandra.yaml ($2)" >&2; exit 1; }
+  grep -qE '127\.0\.0\.1|\$\{(address|seed|initial_token)\}' "$2" && {
+    echo "a loopback address or a local-stack placeholder is left in the pod's cassandra.yaml ($2)" >&2; exit 1
+  }
   sed -i '1i # hack/cassandra/cassandra.yaml with placeholders, made by hack/build-data-images.sh; hack/images/cassandra/entrypoint.sh fills them in.' "$2"
 }
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .config import REPO_DIR
-from .stack import FAULTS, FAULTY, GROUPS, Stack, provision
+from .stack import CLUSTERED, FAULTS, GROUPS, Stack, kind_of, provision
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "down", "status", "provision", *FAULTS])
     parser.add_argument(
         "groups", nargs="*", metavar="GROUP",
-        help=f"any of {', '.join(GROUPS)} (default: all); for a fault, one of {', '.join(FAULTY)}",
+        help=f"any of {', '.join(GROUPS)} (default: all); for a fault, a server: kafka or cassandra (kafka-2...)",
     )  # fmt: skip
     parser.add_argument("--root", type=Path, default=REPO_DIR / ".stack", help="state, logs and data")
     parser.add_argument("--seconds", type=float, default=0, help="pause: resume after this long (default: stay)")
@@ -53,12 +53,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fault(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    if len(args.groups) != 1 or args.groups[0] not in FAULTY:
-        parser.error(f"{args.command} takes one server: {' or '.join(FAULTY)}")
+    if len(args.groups) != 1 or kind_of(args.groups[0]) not in CLUSTERED:
+        parser.error(f"{args.command} takes one server: kafka or cassandra (with 3 nodes: kafka-1, cassandra-2...)")
     name = args.groups[0]
     stack = Stack.load(args.root)
     if stack is None or name not in stack.services:
-        print(f"no {name} in a stack under {args.root}: run `make stack-up` first", file=sys.stderr)
+        known = ", ".join(n for n in (stack.services if stack else {}) if kind_of(n) in CLUSTERED) or "none"
+        print(f"no {name} in a stack under {args.root} (its servers: {known}): run `make stack-up` first",
+              file=sys.stderr)  # fmt: skip
         return 1
     print(stack.inject(args.command, name, args.seconds))
     return 0

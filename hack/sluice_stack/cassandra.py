@@ -1,7 +1,8 @@
-"""A real single-node Apache Cassandra, run from its Maven Central jars as a local process on 127.0.0.1."""
+"""Apache Cassandra from its Maven Central jars as local processes: one node on 127.0.0.1, or a ring on 127.0.0.1-N."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from string import Template
 
@@ -21,44 +22,75 @@ def provision() -> Path:
 
 
 def make_service(root: Path) -> Service:
-    """A Cassandra on free local ports with its config and data under `root/data/cassandra`; not started.
+    """A single Cassandra on free local ports with its config and data under `root/data/cassandra`; not started.
 
     Starting the returned Service again after a kill reuses the same data, as a restarted node would.
     """
+    (service,) = make_services(root, 1)
+    return service
+
+
+def make_services(root: Path, nodes: int) -> list[Service]:
+    """`nodes` Cassandra nodes forming one ring (`cassandra`, or `cassandra-1`... on 127.0.0.1, 127.0.0.2, ...:
+    the whole of 127/8 is loopback), with the same ports each, data under `root/data/<name>`; not started. The
+    first node is the seed; start them one after another. Each keeps its data across a kill and a start."""
     lib = provision() / "lib"
     root = root.resolve()  # the argv and the config must not depend on the cwd
-    data = root / "data" / "cassandra"
-    for sub in ("triggers", "tmp"):  # Cassandra warns about a missing triggers dir; tmp gets lz4's native lib
-        (data / sub).mkdir(parents=True, exist_ok=True)
-    native_port = free_port()
-    storage_port = free_port()
-    while storage_port == native_port:
-        storage_port = free_port()
-    config = data / "cassandra.yaml"
+    addresses = [f"127.0.0.{n}" for n in range(1, nodes + 1)]
+    native_port, storage_port = _ports_free_on(addresses)
+    names = ["cassandra"] if nodes == 1 else [f"cassandra-{n}" for n in range(1, nodes + 1)]
     template = Template((FILES / "cassandra.yaml").read_text())
-    config.write_text(template.substitute(native_port=native_port, storage_port=storage_port, dir=data))
-
     jamm = next(lib.glob("jamm-*.jar"))  # the object-size agent Cassandra measures memtables with
-    argv = [
-        java(),
-        *_jvm_options(),
-        f"-javaagent:{jamm}",
-        f"-Dcassandra.config={config.as_uri()}",
-        f"-Dcassandra.storagedir={data}",
-        f"-Dcassandra.triggers_dir={data / 'triggers'}",
-        f"-Djava.io.tmpdir={data / 'tmp'}",
-        f"-Dlogback.configurationFile={FILES / 'logback.xml'}",
-        "-cp",
-        f"{lib}/*",
-        MAIN_CLASS,
-    ]
-    return Service(
-        name="cassandra",
-        argv=argv,
-        log_path=str(root / "logs" / "cassandra.log"),
-        cwd=str(data),
-        endpoints={"contact_point": f"127.0.0.1:{native_port}"},
-    )
+    services = []
+    for node, (name, address) in enumerate(zip(names, addresses, strict=True)):
+        data = root / "data" / name
+        for sub in ("triggers", "tmp"):  # Cassandra warns about a missing triggers dir; tmp gets lz4's native lib
+            (data / sub).mkdir(parents=True, exist_ok=True)
+        config = data / "cassandra.yaml"
+        config.write_text(template.substitute(
+            native_port=native_port, storage_port=storage_port, dir=data, address=address,
+            seed=addresses[0], initial_token=_token(node, nodes),
+        ))  # fmt: skip
+        argv = [
+            java(),
+            *_jvm_options(),
+            f"-javaagent:{jamm}",
+            f"-Dcassandra.config={config.as_uri()}",
+            f"-Dcassandra.storagedir={data}",
+            f"-Dcassandra.triggers_dir={data / 'triggers'}",
+            f"-Djava.io.tmpdir={data / 'tmp'}",
+            f"-Dlogback.configurationFile={FILES / 'logback.xml'}",
+            "-cp",
+            f"{lib}/*",
+            MAIN_CLASS,
+        ]
+        services.append(Service(
+            name=name, argv=argv, log_path=str(root / "logs" / f"{name}.log"), cwd=str(data),
+            endpoints={"contact_point": f"{address}:{native_port}"},
+        ))  # fmt: skip
+    return services
+
+
+def _token(node: int, nodes: int) -> int:
+    """The one token of node `node` (from 0) of `nodes`: evenly spread over Murmur3's range."""
+    return -(2**63) + node * (2**64 // nodes)
+
+
+def _ports_free_on(addresses: list[str]) -> tuple[int, int]:
+    """Two distinct ports that nothing listens on at any of `addresses`."""
+    ports: list[int] = []
+    while len(ports) < 2:
+        port = free_port()
+        if port in ports:
+            continue
+        try:
+            for address in addresses[1:]:
+                with socket.socket() as s:
+                    s.bind((address, port))
+        except OSError:
+            continue
+        ports.append(port)
+    return ports[0], ports[1]
 
 
 def is_ready(service: Service) -> bool:

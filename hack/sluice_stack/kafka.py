@@ -19,7 +19,6 @@ from .process import Service, free_port
 CLIENT_LOG = logging.getLogger("sluice.kafka-clients")
 POM = HACK_DIR / "kafka" / "pom.xml"
 LOG4J_CONFIG = HACK_DIR / "kafka" / "log4j2.properties"
-NODE_ID = 1
 
 # Kafka's own defaults (bin/kafka-server-start.sh), sized down for a developer machine.
 JVM_FLAGS = [
@@ -32,6 +31,8 @@ JVM_FLAGS = [
     "-XX:+ExitOnOutOfMemoryError",
     "-Djava.awt.headless=true",
 ]
+# Three of them share the machine with three Cassandra nodes: a smaller heap each.
+CLUSTER_JVM_FLAGS = ["-Xms256m", "-Xmx512m", *JVM_FLAGS[2:]]
 
 
 def provision() -> Path:
@@ -53,13 +54,18 @@ def _cluster_id() -> str:
             return cluster_id
 
 
-def _server_properties(data: Path, broker_port: int, controller_port: int) -> str:
+def _server_properties(data: Path, node: int, ports: list[tuple[int, int]]) -> str:
+    """One node of `len(ports)` (broker and controller in one JVM each); `ports[i]`: node i+1's (broker,
+    controller). Replicated three ways as production would be when there are three nodes."""
+    broker_port, controller_port = ports[node - 1]
+    replicas = min(len(ports), 3)
+    in_sync = 2 if replicas == 3 else 1
     settings = {
         "process.roles": "broker,controller",
-        "node.id": NODE_ID,
-        # A static voter set: the controller's address is not written into the metadata log, so the
-        # same data directory can be started again on other ports.
-        "controller.quorum.voters": f"{NODE_ID}@127.0.0.1:{controller_port}",
+        "node.id": node,
+        # A static voter set: the controllers' addresses are not written into the metadata log, so the
+        # same data directories can be started again on other ports.
+        "controller.quorum.voters": ",".join(f"{n}@127.0.0.1:{c}" for n, (_, c) in enumerate(ports, 1)),
         "listeners": f"PLAINTEXT://127.0.0.1:{broker_port},CONTROLLER://127.0.0.1:{controller_port}",
         "advertised.listeners": f"PLAINTEXT://127.0.0.1:{broker_port}",
         "controller.listener.names": "CONTROLLER",
@@ -68,16 +74,16 @@ def _server_properties(data: Path, broker_port: int, controller_port: int) -> st
         "log.dirs": data / "logs",
         "num.partitions": 1,
         "auto.create.topics.enable": "true",
-        "default.replication.factor": 1,
-        "min.insync.replicas": 1,
-        # One replica and one partition for the internal topics, so that they are created at once.
-        "offsets.topic.replication.factor": 1,
+        "default.replication.factor": replicas,
+        "min.insync.replicas": in_sync,
+        # The internal topics: one partition each, so that they are created at once.
+        "offsets.topic.replication.factor": replicas,
         "offsets.topic.num.partitions": 1,
-        "transaction.state.log.replication.factor": 1,
-        "transaction.state.log.min.isr": 1,
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": in_sync,
         "transaction.state.log.num.partitions": 1,
-        "share.coordinator.state.topic.replication.factor": 1,
-        "share.coordinator.state.topic.min.isr": 1,
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": in_sync,
         "share.coordinator.state.topic.num.partitions": 1,
         "group.initial.rebalance.delay.ms": 0,
         # After a SIGKILL the restarted controller waits out the old broker's session before it lets the
@@ -101,28 +107,38 @@ def log_clients_to(path: Path) -> None:
 
 
 def make_service(root: Path) -> Service:
-    """Kafka configured and formatted under `root/data/kafka` (not started); its data survives restarts."""
-    data = root / "data" / "kafka"
-    data.mkdir(parents=True, exist_ok=True)
-    broker_port, controller_port = free_port(), free_port()
-    config = data / "server.properties"
-    config.write_text(_server_properties(data, broker_port, controller_port))
+    """A single Kafka configured and formatted under `root/data/kafka` (not started); its data survives restarts."""
+    (service,) = make_services(root, 1)
+    return service
 
-    if not (data / "logs" / "meta.properties").exists():  # a second make_service keeps the data it finds
-        format_argv = _java_argv(
-            [], "kafka.tools.StorageTool", "format", "--config", str(config), "--cluster-id", _cluster_id()
-        )
-        result = subprocess.run(format_argv, cwd=data, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"formatting Kafka's storage failed:\n{result.stdout}{result.stderr}")
 
-    return Service(
-        name="kafka",
-        argv=_java_argv(JVM_FLAGS, "kafka.Kafka", str(config)),
-        log_path=str(root / "logs" / "kafka.log"),
-        cwd=str(data),
-        endpoints={"bootstrap": f"127.0.0.1:{broker_port}"},
-    )
+def make_services(root: Path, nodes: int) -> list[Service]:
+    """`nodes` Kafka nodes forming one cluster (`kafka`, or `kafka-1`...), configured and formatted under
+    `root/data/<name>` (not started: they elect a controller once a majority runs). Their data survives restarts."""
+    names = ["kafka"] if nodes == 1 else [f"kafka-{n}" for n in range(1, nodes + 1)]
+    ports = [(free_port(), free_port()) for _ in names]
+    cluster_id = _cluster_id()
+    services = []
+    for node, name in enumerate(names, 1):
+        data = root / "data" / name
+        data.mkdir(parents=True, exist_ok=True)
+        config = data / "server.properties"
+        config.write_text(_server_properties(data, node, ports))
+        if not (data / "logs" / "meta.properties").exists():  # a second make_services keeps the data it finds
+            format_argv = _java_argv(
+                [], "kafka.tools.StorageTool", "format", "--config", str(config), "--cluster-id", cluster_id
+            )
+            result = subprocess.run(format_argv, cwd=data, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(f"formatting Kafka's storage failed:\n{result.stdout}{result.stderr}")
+        services.append(Service(
+            name=name,
+            argv=_java_argv(JVM_FLAGS if nodes == 1 else CLUSTER_JVM_FLAGS, "kafka.Kafka", str(config)),
+            log_path=str(root / "logs" / f"{name}.log"),
+            cwd=str(data),
+            endpoints={"bootstrap": f"127.0.0.1:{ports[node - 1][0]}"},
+        ))  # fmt: skip
+    return services
 
 
 def is_ready(service: Service) -> bool:

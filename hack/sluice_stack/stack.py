@@ -15,21 +15,35 @@ from . import cassandra, kafka, kube
 from .config import HACK_DIR
 from .process import Service, load_services, save_services, wait_for
 
-# Each group of servers, in start order, and how long each may take to become ready.
+# Each group of servers, in start order, and how long each may take to become ready. Kafka and Cassandra are one
+# node each, or with SLUICE_STACK_NODES=3 three of each (`kafka-1`..., `cassandra-1`...).
 GROUPS: dict[str, tuple[str, ...]] = {
     "kafka": ("kafka",),
     "cassandra": ("cassandra",),
     "kube": ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"),
 }
+CLUSTERED = ("kafka", "cassandra")
 READY_TIMEOUT = {"kafka": 120.0, "cassandra": 180.0}
 # What `python -m sluice_stack FAULT SERVER` does to a server of a running stack.
 FAULTS = ("pause", "resume", "kill", "restart")
-FAULTY = ("kafka", "cassandra")
+
+
+def kind_of(name: str) -> str:
+    """`cassandra-2` -> `cassandra`; other names are their own kind."""
+    base, _, number = name.rpartition("-")
+    return base if base in CLUSTERED and number.isdigit() else name
+
+
+def nodes_from_env() -> int:
+    nodes = int(os.environ.get("SLUICE_STACK_NODES", "1"))
+    if nodes not in (1, 3):
+        raise ValueError(f"SLUICE_STACK_NODES={nodes}: the stack runs 1 or 3 nodes of Kafka and Cassandra")
+    return nodes
 
 
 def _is_ready(service: Service) -> bool:
     checks: dict[str, Callable[[Service], bool]] = {"kafka": kafka.is_ready, "cassandra": cassandra.is_ready}
-    return checks.get(service.name, kube.is_ready)(service)
+    return checks.get(kind_of(service.name), kube.is_ready)(service)
 
 
 def provision(groups: Iterable[str]) -> None:
@@ -46,9 +60,17 @@ def provision(groups: Iterable[str]) -> None:
 class Stack:
     """The servers under one root folder: `root/logs/<server>.log`, `root/data/`, `root/state.json`."""
 
-    def __init__(self, root: Path, services: dict[str, Service] | None = None) -> None:
+    def __init__(self, root: Path, services: dict[str, Service] | None = None, nodes: int | None = None) -> None:
         self.root = root
         self.services: dict[str, Service] = services or {}
+        clustered = sum(kind_of(name) == "cassandra" for name in self.services)
+        self.nodes = nodes or clustered or nodes_from_env()
+
+    def members(self, group: str) -> tuple[str, ...]:
+        """The servers of `group`: e.g. `kafka`, or `kafka-1`, `kafka-2`, `kafka-3`."""
+        if group in CLUSTERED and self.nodes > 1:
+            return tuple(f"{group}-{n}" for n in range(1, self.nodes + 1))
+        return GROUPS[group]
 
     @property
     def state_file(self) -> Path:
@@ -70,7 +92,7 @@ class Stack:
         return cls(root, services) if services else None
 
     def has(self, group: str) -> bool:
-        return all(name in self.services for name in GROUPS[group])
+        return all(name in self.services for name in self.members(group))
 
     def up(self, groups: Iterable[str]) -> None:
         """Provisions, configures and starts the servers of `groups` that are not running yet."""
@@ -84,25 +106,32 @@ class Stack:
 
     def _start_group(self, group: str) -> None:
         if group == "kafka":
-            services = {"kafka": kafka.make_service(self.root)}
+            services = {s.name: s for s in kafka.make_services(self.root, self.nodes)}
         elif group == "cassandra":
-            services = {"cassandra": cassandra.make_service(self.root)}
+            services = {s.name: s for s in cassandra.make_services(self.root, self.nodes)}
         else:
             services = kube.make_services(self.root)
-        for name in GROUPS[group]:
-            service = services[name]
-            self.services[name] = service
-            self.start(name)
+        self.services.update(services)
+        if group == "kafka" and self.nodes > 1:
+            # Together: a node elects a controller (and answers) only once a majority of the voters runs.
+            for service in services.values():
+                service.start()
+            for name in services:
+                self.start(name, already_started=True)
+        else:  # one after another: a Cassandra node joins the ring through the seed, which starts first
+            for name in services:
+                self.start(name)
         if group == "kube":
             kube.create_fake_node(self.kubeconfig)
 
-    def start(self, name: str) -> float:
+    def start(self, name: str, already_started: bool = False) -> float:
         """Starts one server and waits until it answers; returns and records the seconds that took."""
         service = self.services[name]
         started = time.monotonic()
-        service.start()
+        if not already_started:
+            service.start()
         try:
-            wait_for(lambda: service.alive and _is_ready(service), READY_TIMEOUT.get(name, 90.0), name)
+            wait_for(lambda: service.alive and _is_ready(service), READY_TIMEOUT.get(kind_of(name), 90.0), name)
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}\n--- last lines of {service.log_path}:\n{service.tail()}") from None
         service.start_seconds = round(time.monotonic() - started, 1)
@@ -159,12 +188,14 @@ class Stack:
     def env(self) -> dict[str, str]:
         """What `.stack/env` exports: endpoints, pids, and PATH with the built kubectl and helm first."""
         env: dict[str, str] = {"SLUICE_STACK_DIR": str(self.root)}
-        if "kafka" in self.services:
-            env["KAFKA_BOOTSTRAP_SERVERS"] = self.services["kafka"].endpoints["bootstrap"]
-            env["SLUICE_KAFKA_PID"] = str(self.services["kafka"].pid)
-        if "cassandra" in self.services:
-            env["CASSANDRA_CONTACT_POINTS"] = self.services["cassandra"].endpoints["contact_point"]
-            env["SLUICE_CASSANDRA_PID"] = str(self.services["cassandra"].pid)
+        if self.has("kafka"):
+            brokers = [self.services[name] for name in self.members("kafka")]
+            env["KAFKA_BOOTSTRAP_SERVERS"] = ",".join(s.endpoints["bootstrap"] for s in brokers)
+            env["SLUICE_KAFKA_PID"] = ",".join(str(s.pid) for s in brokers)
+        if self.has("cassandra"):
+            nodes = [self.services[name] for name in self.members("cassandra")]
+            env["CASSANDRA_CONTACT_POINTS"] = ",".join(s.endpoints["contact_point"] for s in nodes)
+            env["SLUICE_CASSANDRA_PID"] = ",".join(str(s.pid) for s in nodes)
         if "kube-apiserver" in self.services:
             env["KUBECONFIG"] = self.kubeconfig
             tools = ":".join(str(d) for d in kube.tool_dirs())
