@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sluice_stack import Stack
 from sluice_stack.config import REPO_DIR
+
+from tests.worker.harness import WorkerProcess
 
 
 class Server:
@@ -97,14 +99,21 @@ class ControlPlane:
         return {**os.environ, **{k: v for k, v in self.stack.env().items() if k in ("KUBECONFIG", "PATH")}}
 
 
+def running_stack(nodes: int) -> Stack | None:
+    """The servers `make stack-up` left running (SLUICE_STACK_DIR, default .stack), if of `nodes` nodes."""
+    running = Stack.attach(Path(os.environ.get("SLUICE_STACK_DIR", REPO_DIR / ".stack")))
+    return running if running is not None and running.nodes == nodes else None
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The servers of `make stack-up` if it is running, else a fresh stack torn down after the session."""
-    running = Stack.attach(Path(os.environ.get("SLUICE_STACK_DIR", REPO_DIR / ".stack")))
+    """The single-node servers of `make stack-up` if it is running, else a fresh stack torn down after the
+    session. (tests/cluster has a three-node one of its own.)"""
+    running = running_stack(nodes=1)
     if running is not None:
         yield running
         return
-    own = Stack(tmp_path_factory.mktemp("stack"))
+    own = Stack(tmp_path_factory.mktemp("stack"), nodes=1)
     try:
         yield own
     finally:
@@ -129,12 +138,30 @@ def kube(stack: Stack) -> ControlPlane:
     return ControlPlane(stack)
 
 
+@pytest.fixture
+def make_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Worker processes, killed after the test; pytest shows their logs when the test fails."""
+    workers: list[WorkerProcess] = []
+
+    def make(manifest: Path, **env: str) -> WorkerProcess:
+        worker = WorkerProcess(manifest, tmp_path / f"worker-{len(workers)}.log", env)
+        workers.append(worker)
+        return worker
+
+    yield make
+    for worker in workers:
+        worker.cleanup()
+        print(f"\n--- {worker.log_path}\n{worker.log(80)}")  # captured: printed only if the test failed
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """A failing test shows the tail of every server's log next to its traceback."""
     outcome = yield
     report = outcome.get_result()
-    if report.failed and "stack" in getattr(item, "fixturenames", ()):
-        stack = item.funcargs.get("stack") if hasattr(item, "funcargs") else None
-        for name, service in stack.services.items() if stack else ():
+    if not report.failed:
+        return
+    stacks = [getattr(item, "funcargs", {}).get(name) for name in ("stack", "three_nodes")]
+    for stack in (getattr(s, "stack", s) for s in stacks if s is not None):  # ThreeNodes holds its Stack
+        for name, service in stack.services.items():
             report.sections.append((f"server log: {name} ({service.log_path})", service.tail(40)))

@@ -1,4 +1,4 @@
-"""Fixtures of the worker suite: a fresh pipeline per test and worker processes cleaned up after it."""
+"""Fixtures of the worker suite: a fresh pipeline per test (worker processes: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import PipelineUnderTest, WorkerProcess
+from .harness import PipelineUnderTest
 
 
 @pytest.fixture
@@ -27,19 +27,3 @@ def make_pipeline(kafka, cassandra, tmp_path: Path) -> Iterator[Callable[..., Pi
 @pytest.fixture
 def pipeline(make_pipeline: Callable[..., PipelineUnderTest]) -> PipelineUnderTest:
     return make_pipeline()
-
-
-@pytest.fixture
-def make_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    """Worker processes, killed after the test; pytest shows their logs when the test fails."""
-    workers: list[WorkerProcess] = []
-
-    def make(manifest: Path, **env: str) -> WorkerProcess:
-        worker = WorkerProcess(manifest, tmp_path / f"worker-{len(workers)}.log", env)
-        workers.append(worker)
-        return worker
-
-    yield make
-    for worker in workers:
-        worker.cleanup()
-        print(f"\n--- {worker.log_path}\n{worker.log(80)}")  # captured: printed only if the test failed

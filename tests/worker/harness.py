@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from cassandra import InvalidRequest
+from cassandra import ConsistencyLevel, InvalidRequest  # type: ignore[attr-defined]
 from cassandra.cluster import Cluster, NoHostAvailable, Session
 from cassandra.policies import ConstantReconnectionPolicy
+from cassandra.query import SimpleStatement
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from sluice_stack.config import component_dir
@@ -62,12 +63,17 @@ class Event:
 
 @dataclass
 class PipelineUnderTest:
-    """A copy of the Gophers R Us example on a topic, group and table of its own."""
+    """A copy of the Gophers R Us example on a topic, group and table of its own.
+
+    `bootstrap` and `contact_points` are comma-separated lists; with `replicas` > 1 the topics and the keyspace
+    are replicated that many times and the checks read at QUORUM, so they see every row written at LOCAL_QUORUM.
+    """
 
     bootstrap: str
-    contact_point: str
+    contact_points: str
     workdir: Path
     partitions: int = 1
+    replicas: int = 1
     name: str = field(default_factory=lambda: f"gophers-{uuid.uuid4().hex[:8]}")
     events: list[Event] = field(default_factory=list)
 
@@ -80,7 +86,7 @@ class PipelineUnderTest:
         self.manifest = self.write_manifest()
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
         for future in admin.create_topics(
-            [NewTopic(self.topic, self.partitions, 1), NewTopic(self.dlq_topic, 1, 1)]
+            [NewTopic(self.topic, self.partitions, self.replicas), NewTopic(self.dlq_topic, 1, self.replicas)]
         ).values():
             future.result(30)
         self._session: Session | None = None
@@ -92,8 +98,9 @@ class PipelineUnderTest:
         spec = manifest["spec"]
         spec["source"]["topics"] = [self.topic]
         spec["source"]["bootstrapServers"] = self.bootstrap
-        spec["sink"]["contactPoints"] = [self.contact_point]
+        spec["sink"]["contactPoints"] = self.contact_points.split(",")
         spec["sink"]["keyspace"] = self.keyspace
+        spec["sink"]["createTable"]["replication"] = {"strategy": "SimpleStrategy", "replicationFactor": self.replicas}
         spec["delivery"]["commitIntervalMs"] = 200
         spec["delivery"]["retryBackoff"] = {"initialMs": 100, "maxMs": 2000}
         _merge(spec, spec_changes)
@@ -174,14 +181,20 @@ class PipelineUnderTest:
     @property
     def session(self) -> Session:
         if self._session is None:
-            host, port = self.contact_point.rsplit(":", 1)
+            points = [point.rsplit(":", 1) for point in self.contact_points.split(",")]
             # Reconnect within a second of a Cassandra restart (the driver's default backs off to minutes).
-            cluster = Cluster([host], port=int(port), reconnection_policy=ConstantReconnectionPolicy(1.0))
+            hosts, port = [host for host, _ in points], int(points[0][1])
+            cluster = Cluster(hosts, port=port, reconnection_policy=ConstantReconnectionPolicy(1.0))
             self._session = cluster.connect()
         return self._session
 
-    def rows(self, timeout: float = 10) -> dict[str, tuple[object, ...]]:
-        query = f"SELECT id, item_name, price, department FROM {self.keyspace}.{self.table}"
+    def rows(self, timeout: float = 10, consistency: str | None = None) -> dict[str, tuple[object, ...]]:
+        """The table, read at `consistency` (default: ONE, or QUORUM when replicated)."""
+        level = consistency or ("QUORUM" if self.replicas > 1 else "ONE")
+        query = SimpleStatement(
+            f"SELECT id, item_name, price, department FROM {self.keyspace}.{self.table}",
+            consistency_level=ConsistencyLevel.name_to_value[level],
+        )
         return {r.id: (r.item_name, r.price, r.department) for r in self.session.execute(query, timeout=timeout)}
 
     def row_ids(self) -> set[str]:
@@ -351,6 +364,13 @@ class CommitAuditor:
                         f"offset {event.offset} of partition {event.partition} committed "
                         f"(at {committed[event.partition]}) before {event.id} was written"
                     )
+
+
+def in_background(target, *args, **kwargs) -> threading.Thread:  # type: ignore[no-untyped-def]
+    """Runs `target(*args, **kwargs)` in a daemon thread (e.g. a paced producer while a fault is injected)."""
+    thread = threading.Thread(target=target, args=args, kwargs=kwargs, daemon=True)
+    thread.start()
+    return thread
 
 
 @contextlib.contextmanager

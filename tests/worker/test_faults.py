@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
-from .harness import CommitAuditor, running
-
-
-def _in_background(target, *args, **kwargs) -> threading.Thread:  # type: ignore[no-untyped-def]
-    thread = threading.Thread(target=target, args=args, kwargs=kwargs, daemon=True)
-    thread.start()
-    return thread
+from .harness import CommitAuditor, in_background, running
 
 
 def _wait(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
@@ -27,7 +20,7 @@ def test_cassandra_paused_20s_while_messages_flow(pipeline, make_worker, cassand
         worker.wait_ready()
         pipeline.wait_for_rows(500)
         with cassandra.paused(seconds=20):
-            producing = _in_background(pipeline.produce, 500, pace_seconds=8)
+            producing = in_background(pipeline.produce, 500, pace_seconds=8)
             _wait(lambda: not worker.ready(), 15, "/readyz to turn false while Cassandra is paused")
             committed_early = pipeline.committed()
             producing.join(30)
@@ -69,7 +62,7 @@ def test_cassandra_killed_down_30s_and_restarted(pipeline, make_worker, cassandr
 def test_a_crashed_workers_replacement_writes_within_10s(pipeline, make_worker) -> None:  # type: ignore[no-untyped-def]
     """A pod that crashed never left the group: its replacement waits for the group to give up on it, which
     the default spec.source.sessionTimeoutMs (6 s) bounds. `make bench` reports the median of such runs."""
-    producing = _in_background(pipeline.produce, 1500, pace_seconds=15)
+    producing = in_background(pipeline.produce, 1500, pace_seconds=15)
     with CommitAuditor(pipeline) as audit:
         crashed = make_worker(pipeline.manifest).start()
         _wait(lambda: crashed.rows_written() > 0, 60, "the first rows")
@@ -104,7 +97,7 @@ def test_kafka_broker_restarted_mid_stream(pipeline, make_worker, kafka) -> None
 
 def test_three_workers_scaled_1_3_1_while_producing(make_pipeline, make_worker) -> None:  # type: ignore[no-untyped-def]
     pipeline = make_pipeline(partitions=6)
-    producing = _in_background(pipeline.produce, 3000, pace_seconds=25)
+    producing = in_background(pipeline.produce, 3000, pace_seconds=25)
     with CommitAuditor(pipeline) as audit:
         first = make_worker(pipeline.manifest).start()
         first.wait_ready()
