@@ -358,6 +358,31 @@ def test_paused_pipeline_keeps_its_offsets_and_resumes_where_it_stopped(cluster:
     all_written(cluster, stream)
 
 
+def test_a_pipeline_whose_workers_cannot_start_says_why(cluster: Cluster) -> None:
+    """Its hook cannot be imported: each worker exits 2 naming the field, and the DataPipeline tells it in
+    `kubectl get dp` and `describe` instead of crash-looping silently while it says nothing."""
+    manifest = sample(replicas=1, transform={**sample()["spec"]["transform"], "python": "no_such_module:enrich"})
+    manifest["metadata"]["name"] = name = "broken-hook"
+    cluster.apply(manifest)
+    try:
+        ready = wait_for("Ready=False with reason WorkersFailing",
+                         lambda: (c := conditions(cluster, name).get("Ready", {})).get("reason") == "WorkersFailing"
+                         and c, timeout=180, interval=2)  # fmt: skip
+        assert "spec.transform.python: cannot import 'no_such_module'" in ready["message"], ready
+        assert "exit code 2" in ready["message"], ready
+        assert conditions(cluster, name)["Degraded"]["status"] == "True"
+        header, row = cluster.kubectl("get", "dp", name, "-n", NAMESPACE).splitlines()[:2]
+        listed = dict(zip(header.split(), row.split(), strict=False))
+        assert (listed["READY"], listed["REASON"]) == ("False", "WorkersFailing"), listed
+        assert "No module named 'no_such_module'" in cluster.kubectl("describe", "dp", name, "-n", NAMESPACE)
+        (pod,) = worker_pods(cluster, f"sluice.dev/pipeline={name}")
+        (status,) = pod["status"]["containerStatuses"]
+        ended = status["state"].get("terminated") or status["lastState"]["terminated"]
+        assert ended["exitCode"] == 2 and "spec.transform.python" in ended["message"], status
+    finally:
+        cluster.kubectl("delete", "dp", name, "-n", NAMESPACE, "--wait=false")
+
+
 def test_helm_upgrade_rolls_the_operator(cluster: Cluster) -> None:
     (old,) = cluster.pods(OPERATOR_NAMESPACE, "app.kubernetes.io/name=sluice")
     cluster.helm("upgrade", RELEASE, str(REPO / "charts" / "sluice"), "--namespace", OPERATOR_NAMESPACE,
