@@ -16,6 +16,7 @@ CONFIG_DIR: Final = "/etc/sluice"
 CONFIG_FILE: Final = "pipeline.yaml"
 HTTP_PORT: Final = 8080
 WORKER_CONTAINER: Final = "worker"
+WORKER_UID: Final = 10001  # the uid and gid of the `sluice` user in Dockerfile.worker
 CONFIG_HASH: Final = "sluice.dev/config-hash"
 WORKER: Final = "sluice-worker"
 
@@ -147,8 +148,15 @@ def _container(owner: Owner, pipeline: DataPipeline, default_image: str) -> dict
         "envFrom": [{"secretRef": {"name": secret_name(owner.name), "optional": True}}],
         "readinessProbe": _probe("/readyz", period=5, failures=3),
         "livenessProbe": _probe("/healthz", period=10, failures=6, delay=10),
-        "volumeMounts": [{"name": "pipeline", "mountPath": CONFIG_DIR, "readOnly": True}],
-        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [
+            {"name": "pipeline", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},  # the image writes nothing else: HOME and WORKDIR are /tmp
+        ],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+        },
         # What a failed worker said last (its own message, else its last log lines) lands in the pod's status,
         # where the operator reads it for the DataPipeline's conditions.
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -192,9 +200,19 @@ def _deployment(
                     "terminationGracePeriodSeconds": spec.termination_grace_period_seconds,
                     "automountServiceAccountToken": False,  # the worker never talks to the API server
                     "enableServiceLinks": False,
-                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                    # The Pod Security Standards' `restricted` profile, as the image's own user (uid and gid).
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": WORKER_UID,
+                        "runAsGroup": WORKER_UID,
+                        "fsGroup": WORKER_UID,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
                     "containers": [_container(owner, pipeline, default_image)],
-                    "volumes": [{"name": "pipeline", "configMap": {"name": configmap_name(owner.name)}}],
+                    "volumes": [
+                        {"name": "pipeline", "configMap": {"name": configmap_name(owner.name)}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                    ],
                 },
             },
         },

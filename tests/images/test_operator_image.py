@@ -22,6 +22,9 @@ HARDENED = ("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-o
 def test_image_metadata(images: Images) -> None:
     config = json.loads(docker("image", "inspect", "-f", "{{json .Config}}", images.operator))
     assert config["User"] == "10001:10001"
+    # The user's own group is 10001 too: where a pod's group comes from /etc/passwd, it is not 999.
+    who = docker("run", "--rm", "--entrypoint", "id", images.operator, "sluice")
+    assert who == "uid=10001(sluice) gid=10001(sluice) groups=10001(sluice)", who
     assert config["Entrypoint"] == ["/usr/bin/tini", "--", "sluice-operator"]
     assert config["Labels"]["org.opencontainers.image.title"] == "sluice-operator"
     size = int(docker("image", "inspect", "-f", "{{.Size}}", images.operator))

@@ -29,6 +29,9 @@ HARDENED = ("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-o
 def test_image_metadata(images: Images) -> None:
     config = json.loads(docker("image", "inspect", "-f", "{{json .Config}}", images.worker))
     assert config["User"] == "10001:10001"
+    # The user's own group is 10001 too: where a pod's group comes from /etc/passwd, it is not 999.
+    who = docker("run", "--rm", "--entrypoint", "id", images.worker, "sluice")
+    assert who == "uid=10001(sluice) gid=10001(sluice) groups=10001(sluice)", who
     assert config["Entrypoint"] == ["/usr/bin/tini", "--", "sluice-worker"]
     assert config["Cmd"] == ["--pipeline", "/etc/sluice/pipeline.yaml"]
     labels = config["Labels"]

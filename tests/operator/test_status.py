@@ -140,3 +140,24 @@ def test_crash_looping_workers_are_told_in_the_conditions_with_their_last_words(
         what="Ready=True once the worker runs again",
     )
     assert conditions(recovered)["Degraded"] == ("False", "AsExpected")
+
+
+def test_workers_are_admitted_where_pods_must_be_restricted(
+    operator: Operator, kubectl: Kubectl, admin: Kube, namespace: str
+) -> None:
+    """The API server's Pod Security admission enforcing `restricted` admits the worker pods (it refused them
+    for want of runAsNonRoot), so the pipeline turns Ready there."""
+    kubectl.run("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    kubectl.apply(sample(namespace, replicas=2))
+    done = wait_for(
+        lambda: (p := pipeline(admin, namespace)) and condition(p, "Ready").get("status") == "True" and p,
+        what="Ready=True in a restricted namespace",
+    )
+    assert conditions(done)["Degraded"] == ("False", "AsExpected")
+    pods = admin.list(PODS, namespace, selector=f"sluice.dev/pipeline={NAME}")
+    assert len(pods) == 2 and all(p["spec"]["securityContext"]["runAsNonRoot"] for p in pods)
+    # A pod that breaks the profile is refused in this namespace: the check above is a real one.
+    bare = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bare", "namespace": namespace},
+            "spec": {"containers": [{"name": "c", "image": "sluice-worker:0.1.0"}]}}  # fmt: skip
+    refused = kubectl.apply(bare, check=False)
+    assert refused.returncode != 0 and 'violates PodSecurity "restricted' in refused.stderr, refused.stderr

@@ -104,7 +104,10 @@ def test_the_deployment_runs_the_worker_as_specified() -> None:
     assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
     pod = spec["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] == 45
-    assert pod["volumes"] == [{"name": "pipeline", "configMap": {"name": "gophers-r-us-pipeline"}}]
+    assert pod["volumes"] == [
+        {"name": "pipeline", "configMap": {"name": "gophers-r-us-pipeline"}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+    ]
     worker = container(made)
     assert worker["image"] == "sluice-worker:1.0"
     assert worker["args"] == ["--pipeline", "/etc/sluice/pipeline.yaml"]
@@ -116,6 +119,20 @@ def test_the_deployment_runs_the_worker_as_specified() -> None:
     assert {"name": "SLUICE_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in worker["env"]
     assert worker["envFrom"] == [{"secretRef": {"name": "gophers-r-us-credentials", "optional": True}}]
     assert spec["template"]["metadata"]["annotations"]["prometheus.io/port"] == "8080"
+
+
+def test_the_workers_meet_the_restricted_pod_security_standard() -> None:
+    """What `pod-security.kubernetes.io/enforce: restricted` demands, as the image's user, on a read-only root."""
+    made = deployment(pipeline())
+    pod, worker = made["spec"]["template"]["spec"], container(made)
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }  # fmt: skip
+    assert worker["securityContext"] == {
+        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": True,
+    }  # fmt: skip
+    assert {"name": "tmp", "mountPath": "/tmp"} in worker["volumeMounts"]
 
 
 def test_the_image_of_the_spec_wins_and_paused_means_zero_replicas() -> None:
