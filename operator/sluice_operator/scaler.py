@@ -112,7 +112,11 @@ class Scaler:
             gauge.labels(namespace, name).set(float("nan"))
         memory.sample = None
         self._write_status(body, {"lag": None, "partitions": None, "throughput": None})
-        message = f"Cannot read the lag of consumer group {pipeline.group_id}: {error}"
+        message = (
+            f"Cannot read the lag of consumer group {pipeline.group_id} from spec.source.bootstrapServers "
+            f"{pipeline.spec.source.bootstrap_servers} (the operator connects there itself: an address set only "
+            f"in the workers' Secret does not reach it): {error}"
+        )
         if pipeline.spec.autoscaling.enabled:
             message += "; autoscaling keeps the workers as they are"
         logger.warning("%s/%s: %s", namespace, name, message)

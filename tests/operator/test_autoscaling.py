@@ -4,6 +4,7 @@ show the lag. No worker runs (kwok fakes the pods), so the test commits the grou
 
 from __future__ import annotations
 
+import socket
 import time
 import urllib.request
 import uuid
@@ -240,3 +241,24 @@ def test_without_autoscaling_the_lag_is_shown_and_the_replicas_left_alone(
     assert f"sluice_operator_pipeline_desired_replicas{{{series}}} 1.0" in exported
     assert "sluice_operator_leader 1.0" in exported
     assert 'sluice_operator_reconciles_total{result="ok"}' in exported
+
+
+def test_a_lag_the_operator_cannot_read_is_told_once_and_leaves_the_workers(
+    operator: Operator, kubectl: Kubectl, admin: Kube, namespace: str, topic: Topic
+) -> None:
+    """Brokers the operator cannot reach (here: a port nothing listens on; in a cluster, e.g. an address only
+    the workers' Secret overrides): one LagUnknown Warning naming the address, no LAG, the workers as they are."""
+    with socket.socket() as probe:  # a free loopback port, closed again: connections to it are refused
+        probe.bind(("127.0.0.1", 0))
+        nowhere = f"127.0.0.1:{probe.getsockname()[1]}"
+    manifest = autoscaled(namespace, topic, minReplicas=2)
+    manifest["spec"]["source"]["bootstrapServers"] = nowhere
+    manifest["spec"]["replicas"] = 3
+    kubectl.apply(manifest)
+    (told,) = wait_for(lambda: messages(admin, namespace, "LagUnknown"), timeout=60, what="a LagUnknown event")
+    assert f"from spec.source.bootstrapServers {nowhere}" in told, told
+    assert "autoscaling keeps the workers as they are" in told, told
+    time.sleep(4 * LAG_INTERVAL)  # more checks fail the same way: still one event, nothing decided
+    assert messages(admin, namespace, "LagUnknown") == [told]
+    assert status(admin, namespace).get("lag") is None and printed(kubectl, namespace)["LAG"] == "<none>"
+    assert workers(admin, namespace) == 3
