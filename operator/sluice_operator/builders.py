@@ -22,7 +22,7 @@ WORKER: Final = "sluice-worker"
 
 # Spec fields that shape the Deployment rather than the worker's config: changing them must not change the
 # config hash (scaling would otherwise restart every pod).
-DEPLOYMENT_FIELDS: Final = frozenset({"replicas", "paused", "image", "resources", "autoscaling"})
+DEPLOYMENT_FIELDS: Final = frozenset({"replicas", "paused", "image", "resources", "autoscaling", "template"})
 
 Manifest = dict[str, Any]
 
@@ -188,12 +188,13 @@ def _deployment(
             "revisionHistoryLimit": 3,
             "template": {
                 "metadata": {
-                    "labels": labels(owner.name),
-                    "annotations": {
-                        CONFIG_HASH: config_hash,
+                    "labels": {**spec.template.labels, **labels(owner.name)},
+                    "annotations": {  # the user's may turn off scraping, never the config hash
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(HTTP_PORT),
                         "prometheus.io/path": "/metrics",
+                        **spec.template.annotations,
+                        CONFIG_HASH: config_hash,
                     },
                 },
                 "spec": {
@@ -213,10 +214,26 @@ def _deployment(
                         {"name": "pipeline", "configMap": {"name": configmap_name(owner.name)}},
                         {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
                     ],
+                    **_placement(pipeline),
                 },
             },
         },
     }
+
+
+def _placement(pipeline: DataPipeline) -> dict[str, Any]:
+    """The pod spec fields of `spec.template` that are set: scheduling, account and pull secrets."""
+    template = pipeline.spec.template
+    fields: dict[str, Any] = {
+        "nodeSelector": template.node_selector,
+        "affinity": template.affinity,
+        "tolerations": template.tolerations,
+        "topologySpreadConstraints": template.topology_spread_constraints,
+        "priorityClassName": template.priority_class_name,
+        "serviceAccountName": template.service_account_name,
+        "imagePullSecrets": [{"name": name} for name in template.image_pull_secrets],
+    }
+    return {key: value for key, value in fields.items() if value}
 
 
 # What a hand edit is reported by, per kind: fields a user would notice (the apply restores every field it owns).

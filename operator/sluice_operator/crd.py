@@ -74,6 +74,10 @@ RULES: Final[dict[str, list[Schema]]] = {
         "rule": "(self.strategy == 'NetworkTopologyStrategy') == (has(self.datacenters) && size(self.datacenters) > 0)",
         "message": "datacenters are required with NetworkTopologyStrategy, and only allowed with it",
     }],
+    "template.labels": [{
+        "rule": "self.all(k, !k.startsWith('app.kubernetes.io/') && !k.startsWith('sluice.dev/'))",
+        "message": "labels may not be app.kubernetes.io/* or sluice.dev/*: the operator sets those",
+    }],
     "autoscaling": [{
         "rule": "!has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
         "message": "minReplicas must not exceed maxReplicas",
@@ -85,7 +89,6 @@ RULES: Final[dict[str, list[Schema]]] = {
     }],
 }  # fmt: skip
 
-# Schema extensions by path under `spec`: topics are a set (duplicates refused, merged as a set).
 # Schema changes by path under `spec` (a None value removes the key): topics are a set (duplicates refused,
 # merged as a set); resources are Kubernetes quantities, written as a number or a string as in a pod spec.
 QUANTITY: Final = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?[0-9]+))?$"
@@ -136,6 +139,10 @@ def _convert(node: Schema, definitions: Mapping[str, Schema], defaults: bool) ->
     out: Schema = {}
     for key, value in node.items():
         if key in _DROPPED or (key == "additionalProperties" and value is False):
+            continue
+        if key == "additionalProperties" and value is True:  # a free-form object: only as preserved fields
+            if not node.get("x-kubernetes-preserve-unknown-fields"):
+                raise SchemaError("an object of any keys needs x-kubernetes-preserve-unknown-fields")
             continue
         if key == "properties":
             out[key] = {name: _convert(sub, definitions, defaults) for name, sub in value.items()}

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from operator_harness import Kubectl, sample
 
 pytestmark = pytest.mark.kube
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def refused(kubectl: Kubectl, manifest: dict[str, Any]) -> str:
@@ -46,6 +50,10 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
         (_set("sink.createTable.replication.strategy", "NetworkTopologyStrategy"), "datacenters are required"),
         (_set("surprise", True), 'unknown field "spec.surprise"'),
         (_set("resources.requests", {"cpu": "lots"}), "spec.resources.requests.cpu in body should match"),
+        (_set("template.labels", {"sluice.dev/pipeline": "x"}), "spec.template.labels: Invalid value: \"object\": "
+         "labels may not be app.kubernetes.io/* or sluice.dev/*"),
+        (_set("template.serviceAccountName", "Bad_Name"), "spec.template.serviceAccountName in body should match"),
+        (_set("template.tolerations", [{}, "x"]), "spec.template.tolerations[1]: Invalid value: \"string\""),
         (_set("autoscaling", {"enabled": True, "minReplicas": 4, "maxReplicas": 2}),
          "spec.autoscaling.minReplicas: Invalid value: \"object\": minReplicas must not exceed maxReplicas"),
         (_set("autoscaling.targetLagPerReplica", 0), "spec.autoscaling.targetLagPerReplica in body should be greater"),
@@ -53,7 +61,8 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     ids=[
         "no-topics", "negative-replicas", "unknown-consistency", "no-in-flight", "duplicate-topics",
         "bad-keyspace", "sasl-without-credentials", "path-with-key", "grace-below-margin", "backoff",
-        "replication", "unknown-field", "bad-quantity", "autoscaling-bounds", "autoscaling-target",
+        "replication", "unknown-field", "bad-quantity", "operator-labels", "bad-account", "toleration-not-object",
+        "autoscaling-bounds", "autoscaling-target",
     ],
 )  # fmt: skip
 def test_invalid_pipelines_are_refused(
@@ -100,6 +109,14 @@ def test_defaults_are_filled_in(crd: None, kubectl: Kubectl, namespace: str) -> 
     assert (spec["replicas"], spec["paused"], spec["terminationGracePeriodSeconds"]) == (1, False, 30)
     assert spec["delivery"]["retryBackoff"] == {"initialMs": 100, "maxMs": 30000}
     assert spec["sink"]["useRecordTimestamp"] is True
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_every_example_is_accepted_as_written(crd: None, kubectl: Kubectl, namespace: str, example: str) -> None:
+    manifest = yaml.safe_load((EXAMPLES / example).read_text())
+    manifest["metadata"]["namespace"] = namespace
+    done = kubectl.run("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(manifest), check=False)
+    assert done.returncode == 0, done.stderr
 
 
 def test_kubectl_explain_describes_every_field(crd: None, kubectl: Kubectl) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from operator_harness import Kubectl, Operator, condition, events, pipeline, sample, wait_for
-from sluice_operator.api import CONFIGMAPS, DEPLOYMENTS, PIPELINES
+from sluice_operator.api import CONFIGMAPS, DEPLOYMENTS, PIPELINES, PODS
 from sluice_operator.builders import CONFIG_FILE, CONFIG_HASH
 from sluice_operator.kube import Kube
 
@@ -287,6 +287,40 @@ def test_children_the_api_server_refuses_are_reported(
     kubectl.apply(sample(namespace, resources={"requests": {"cpu": "100m"}, "limits": {"cpu": 1}}))
     wait_for(lambda: ready(admin, namespace), what="Ready=True once the resources are valid")
     assert container_image(deployment(admin, namespace)) == "sluice-worker:test"
+
+
+def test_the_template_places_and_labels_the_worker_pods(
+    operator: Operator, kubectl: Kubectl, admin: Kube, namespace: str
+) -> None:
+    kubectl.run("create", "serviceaccount", "gophers", "-n", namespace)
+    toleration = {"key": "dedicated", "operator": "Equal", "value": "pipelines", "effect": "NoSchedule"}
+    template = {
+        "labels": {"team": "gophers"},
+        "annotations": {"example.com/owner": "data"},
+        "nodeSelector": {"type": "kwok"},  # the fake node's label: the pods are still scheduled
+        "tolerations": [toleration],
+        "serviceAccountName": "gophers",
+    }
+    kubectl.apply(sample(namespace, replicas=2, template=template))
+    wait_for(lambda: ready(admin, namespace), what="Ready=True with the template")
+    pods = admin.list(PODS, namespace, selector=f"sluice.dev/pipeline={NAME},team=gophers")
+    assert len(pods) == 2, [p["metadata"]["labels"] for p in pods]
+    for pod in pods:
+        spec = pod["spec"]
+        assert pod["metadata"]["annotations"]["example.com/owner"] == "data"
+        assert spec["nodeSelector"] == {"type": "kwok"} and toleration in spec["tolerations"]
+        assert spec["serviceAccountName"] == "gophers" and spec["nodeName"] == "kwok-node-0"
+
+    # An affinity the API server refuses: the pipeline says why, in its words, and the workers stay as they are.
+    broken = {**template, "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}}}
+    kubectl.apply(sample(namespace, replicas=2, template=broken))
+    failed = wait_for(
+        lambda: (p := pipeline(admin, namespace)) and condition(p, "Ready").get("reason") == "ApplyFailed" and p,
+        what="Ready=False (ApplyFailed) for a refused affinity",
+    )
+    message = condition(failed, "Degraded")["message"]
+    assert "spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution" in message
+    assert len(admin.list(PODS, namespace, selector=f"sluice.dev/pipeline={NAME}")) == 2
 
 
 def container_image(obj: dict[str, Any] | None) -> str:

@@ -47,6 +47,9 @@ TopicName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
 EnvVarName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 HostPort = Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")]
 DnsLabel = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+DnsSubdomain = Annotated[
+    str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$", max_length=253)
+]
 JsonPath = Annotated[str, Field(pattern=rf"^(\$(\[[0-9]+\])*(\.{_SEGMENT})*|{_SEGMENT}(\.{_SEGMENT})*)$")]
 PythonReference = Annotated[str, Field(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")]
 
@@ -354,6 +357,54 @@ class Resources(SpecModel):
     limits: dict[str, str] = Field(default_factory=dict, description="Resource limits, e.g. memory: 256Mi.")
 
 
+# Labels the operator sets on the worker pods itself; spec.template.labels may not set them.
+OPERATOR_LABEL_PREFIXES: Final = ("app.kubernetes.io/", "sluice.dev/")
+_LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+KubeObject = Annotated[dict[str, Any], Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})]
+Labels = Annotated[dict[str, str], Field(max_length=64)]
+
+
+def _check_label_keys(labels: Mapping[str, str]) -> None:
+    for key in labels:
+        if not _LABEL_KEY.fullmatch(key):
+            raise ValueError(f"{key!r} is not a label key ([prefix/]name, the name up to 63 of A-Z, a-z, 0-9, -_.)")
+
+
+class PodTemplate(SpecModel):
+    """Where and how the worker pods run, beside what the operator sets. The Kubernetes-shaped objects
+    (affinity, tolerations, topologySpreadConstraints) are checked by the API server when the operator
+    applies the Deployment: a refusal is the condition `Ready=False`, reason `ApplyFailed`, with its message."""
+
+    labels: Labels = Field(
+        default_factory=dict, description="Extra labels of the worker pods (not app.kubernetes.io/* or sluice.dev/*)."
+    )
+    annotations: dict[str, str] = Field(default_factory=dict, description="Extra annotations of the worker pods.")
+    node_selector: Labels = Field(default_factory=dict, description="Labels of the nodes the workers may run on.")
+    affinity: KubeObject | None = Field(default=None, description="A pod spec's affinity, as in Kubernetes.")
+    tolerations: list[KubeObject] = Field(default_factory=list, description="A pod spec's tolerations.")
+    topology_spread_constraints: list[KubeObject] = Field(
+        default_factory=list, description="How the workers spread over zones or nodes, as in a pod spec."
+    )
+    priority_class_name: DnsSubdomain | None = Field(default=None, description="The workers' PriorityClass.")
+    service_account_name: DnsSubdomain | None = Field(
+        default=None,
+        description="The workers' ServiceAccount (its token is never mounted: workers do not call the API).",
+    )
+    image_pull_secrets: list[DnsSubdomain] = Field(
+        default_factory=list, description="Names of Secrets for pulling the worker image from a private registry."
+    )
+
+    @field_validator("labels", "node_selector")
+    @classmethod
+    def _label_keys(cls, labels: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        _check_label_keys(labels)
+        if info.field_name == "labels" and (
+            taken := sorted(k for k in labels if k.startswith(OPERATOR_LABEL_PREFIXES))
+        ):
+            raise ValueError(f"{', '.join(taken)}: the operator sets the app.kubernetes.io/* and sluice.dev/* labels")
+        return labels
+
+
 class AutoscalingSpec(SpecModel):
     """While enabled, the operator sets `replicas` from the consumer group's lag."""
 
@@ -397,6 +448,7 @@ class PipelineSpec(SpecModel):
     image: str | None = Field(default=None, min_length=1, description="Unset: the operator's worker image.")
     termination_grace_period_seconds: int = Field(default=30, ge=1, description="To drain writes and commit.")
     resources: Resources = Field(default=Resources(), description="Compute resources of each worker.")
+    template: PodTemplate = Field(default=PodTemplate(), description="Scheduling and metadata of the worker pods.")
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:

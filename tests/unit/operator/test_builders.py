@@ -10,7 +10,7 @@ import pytest
 import yaml
 from sluice_operator import api, builders
 from sluice_worker.manifest import load_pipeline
-from sluice_worker.model import DataPipeline, parse_pipeline
+from sluice_worker.model import DataPipeline, PipelineError, parse_pipeline
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "gophers-r-us.yaml"
 OWNER = api.Owner(name="gophers-r-us", namespace="shop", uid="1234-5678")
@@ -67,6 +67,7 @@ def test_the_config_hash_changes_with_the_config_only() -> None:
         {"image": "x:1"},
         {"resources": {"requests": {"cpu": "1"}}},
         {"autoscaling": {"enabled": True, "maxReplicas": 6}},
+        {"template": {"nodeSelector": {"disktype": "ssd"}}},
     ):
         assert hash_of(pipeline(**deployment_only)) == base, deployment_only
     assert hash_of(pipeline(terminationGracePeriodSeconds=60)) != base
@@ -182,3 +183,49 @@ def test_drift_of_a_deleted_or_edited_configmap() -> None:
     (change,) = builders.drift(desired, edited)
     assert change.startswith("pipeline.yaml 'edited: true\\n' -> \"apiVersion: sluice.dev/v1alpha1")
     assert len(change) < 120
+
+
+def test_the_template_places_the_workers_and_labels_them_beside_the_operators_own() -> None:
+    spread = {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}
+    template = {
+        "labels": {"team": "gophers"},
+        "annotations": {"prometheus.io/scrape": "false", "example.com/owner": "data"},
+        "nodeSelector": {"disktype": "ssd"},
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "sluice", "effect": "NoSchedule"}],
+        "topologySpreadConstraints": [spread],
+        "priorityClassName": "pipelines",
+        "serviceAccountName": "gophers",
+        "imagePullSecrets": ["regcred"],
+    }
+    made = deployment(pipeline(template=template))
+    meta, pod = made["spec"]["template"]["metadata"], made["spec"]["template"]["spec"]
+    assert meta["labels"] == {"team": "gophers", **builders.labels("gophers-r-us")}
+    assert meta["annotations"]["prometheus.io/scrape"] == "false"  # a user may opt out of scraping
+    assert meta["annotations"]["example.com/owner"] == "data" and builders.CONFIG_HASH in meta["annotations"]
+    assert pod["nodeSelector"] == {"disktype": "ssd"}
+    assert pod["affinity"] == template["affinity"] and pod["tolerations"] == template["tolerations"]
+    assert pod["topologySpreadConstraints"] == [spread]
+    assert (pod["priorityClassName"], pod["serviceAccountName"]) == ("pipelines", "gophers")
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["automountServiceAccountToken"] is False  # a named account still gets no token
+    assert made["spec"]["selector"]["matchLabels"] == builders.selector_labels("gophers-r-us")
+    plain = deployment(pipeline())["spec"]["template"]["spec"]
+    assert not {"nodeSelector", "affinity", "tolerations", "serviceAccountName", "imagePullSecrets"} & set(plain)
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ({"labels": {"sluice.dev/pipeline": "other"}}, "spec.template.labels: sluice.dev/pipeline: the operator sets"),
+        ({"labels": {"app.kubernetes.io/name": "x"}}, "spec.template.labels: app.kubernetes.io/name: the operator"),
+        ({"nodeSelector": {"bad key!": "x"}}, "spec.template.nodeSelector: 'bad key!' is not a label key"),
+        ({"serviceAccountName": "Not_A_Name"}, "spec.template.serviceAccountName: String should match pattern"),
+        ({"imagePullSecrets": [""]}, "spec.template.imagePullSecrets[0]: String should match pattern"),
+        ({"nodeSelect": {}}, "spec.template.nodeSelect: Extra inputs are not permitted"),
+    ],
+)
+def test_a_template_the_model_refuses_names_the_field(template: dict[str, Any], expected: str) -> None:
+    with pytest.raises(PipelineError) as raised:
+        pipeline(template=template)
+    assert str(raised.value).startswith(expected), str(raised.value)

@@ -20,6 +20,7 @@ from sluice_worker.model import (
 )
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "gophers-r-us.yaml"
+EXAMPLES = EXAMPLE.parent
 
 MINIMAL_SPEC: dict[str, Any] = {
     "source": {"bootstrapServers": "kafka:9092", "topics": ["orders"]},
@@ -410,3 +411,9 @@ def test_json_schema_describes_every_field() -> None:
         "title": "Startfrom",
         "type": "string",
     }
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_every_example_loads(example: str) -> None:
+    pipeline = load_pipeline(EXAMPLES / example)
+    assert pipeline.metadata.name == "gophers-r-us" and pipeline.spec.sink.consistency == "LOCAL_QUORUM"
