@@ -51,6 +51,31 @@ def test_poison_messages_go_to_the_dead_letter_topic_with_reasons(pipeline, make
     assert audit.violations == []
 
 
+def test_a_filter_writes_only_the_messages_that_pass_and_commits_the_rest(pipeline, make_worker) -> None:  # type: ignore[no-untyped-def]
+    # Gophers and stickers only, and none priced 1.0: the others are skipped (counted, committed, not written).
+    only = {
+        "all": [{"column": "department", "in": ["gophers", "stickers"]}],
+        "none": [{"column": "price", "equals": 1}],
+    }
+    manifest = pipeline.write_manifest(transform={"filter": only})
+    pipeline.produce(N)
+    expected = {
+        key: row for key, row in pipeline.expected_rows().items() if row[2] in ("gophers", "stickers") and row[1] != 1.0
+    }
+    assert 0 < len(expected) < N - 100  # the filter has something to skip, and something to keep
+    with CommitAuditor(pipeline) as audit, running(make_worker(manifest)) as worker:
+        pipeline.wait_for_rows(len(expected))
+        deadline = time.monotonic() + 30
+        while pipeline.committed().get(0) != N and time.monotonic() < deadline:
+            time.sleep(0.2)
+        skipped = worker.metric("sluice_messages_skipped_total")
+        assert worker.stop()[0] == 0
+    assert pipeline.rows() == expected
+    assert skipped == N - len(expected)
+    assert pipeline.committed() == {0: N}  # skipped messages are committed, not consumed again
+    assert audit.violations == []
+
+
 def test_replay_from_earliest_rewrites_identical_cells(pipeline, make_worker) -> None:  # type: ignore[no-untyped-def]
     pipeline.produce(300)
     with running(make_worker(pipeline.manifest)) as worker:

@@ -31,6 +31,10 @@ class WorkerMetrics:
             ["topic", "error"],
             registry=r,
         )
+        self.skipped = Counter(
+            "sluice_messages_skipped", "Messages the transform's filter left out (committed, not written)", ["topic"],
+            registry=r,
+        )  # fmt: skip
         self.write_errors = Counter("sluice_write_errors", "Failed Cassandra write attempts", ["error"], registry=r)
         self.write_retries = Counter("sluice_write_retries", "Cassandra writes retried after a failure", registry=r)
         self.write_latency = Histogram(

@@ -189,6 +189,45 @@ class Lookup(SpecModel):
     default: str | None = Field(default=None, description="For values not in the table; unset: null.")
 
 
+Scalar = str | int | float | bool
+
+
+class ColumnTest(SpecModel):
+    """One test of a column of the row that fields and lookups built: it `equals` a value, is `in` a list, or
+    `exists` (is not null) or not. Values compare as mapped: text with strings, numbers with numbers."""
+
+    column: str = Field(description="A column of transform.fields or transform.lookups.")
+    equals: Scalar | None = Field(default=None, description="The column equals this value.")
+    in_: list[Scalar] | None = Field(default=None, alias="in", min_length=1, description="The column is one of these.")
+    exists: bool | None = Field(default=None, description="true: the column has a value; false: it is null.")
+
+    @model_validator(mode="after")
+    def _one_test(self) -> ColumnTest:
+        given = [name for name, value in (("equals", self.equals), ("in", self.in_), ("exists", self.exists))
+                 if value is not None]  # fmt: skip
+        if len(given) != 1:
+            raise ValueError(f"test of {self.column!r} needs exactly one of equals, in, exists (got {given or 'none'})")
+        return self
+
+
+class Filter(SpecModel):
+    """Which messages are written: those for which every part given holds (`all` of its tests, at least one of
+    `any`, `none` of `none`). The others are skipped: committed and counted, never written nor dead-lettered."""
+
+    all_: list[ColumnTest] = Field(default_factory=list, alias="all", description="Every one of these holds.")
+    any_: list[ColumnTest] = Field(default_factory=list, alias="any", description="At least one of these holds.")
+    none: list[ColumnTest] = Field(default_factory=list, description="None of these holds.")
+
+    @model_validator(mode="after")
+    def _some_test(self) -> Filter:
+        if not (self.all_ or self.any_ or self.none):
+            raise ValueError("a filter needs at least one test in all, any or none")
+        return self
+
+    def tests(self) -> list[ColumnTest]:
+        return [*self.all_, *self.any_, *self.none]
+
+
 class TransformSpec(SpecModel):
     """How a message becomes a row: column mappings, lookups, an optional Python hook, required columns."""
 
@@ -200,6 +239,11 @@ class TransformSpec(SpecModel):
         "and lookups; returns the row to write, raises to reject the message.",
     )
     required: list[str] = Field(default_factory=list, description="Columns whose absence rejects a message.")
+    filter: Filter | None = Field(
+        default=None,
+        description="Write only the messages that pass, tested after fields and lookups (before the python hook); "
+        "the others are skipped, counted in sluice_messages_skipped.",
+    )
 
     @field_validator("fields")
     @classmethod
@@ -233,6 +277,10 @@ class TransformSpec(SpecModel):
     def _produces_columns(self) -> TransformSpec:
         if not self.fields and self.python is None:
             raise ValueError("fields must map at least one column, unless python builds the row")
+        if self.filter is not None:
+            for test in self.filter.tests():
+                if test.column not in self.columns():
+                    raise ValueError(f"filter tests {test.column!r}, which is not a column in fields or lookups")
         return self
 
     def columns(self) -> list[str]:

@@ -19,7 +19,7 @@ from .model import DataPipeline
 from .offsets import OffsetTracker
 from .offsets import TopicPartition as TP
 from .settings import WorkerSettings
-from .transform import Record, Rejection, Transformer
+from .transform import Record, Rejection, Skipped, Transformer
 from .writes import PendingRow, Sink, Write, Writes, backoff_seconds, connect_with_retry
 
 log = logging.getLogger("sluice.worker")
@@ -61,6 +61,7 @@ class PipelineWorker:
         self._dlq: DeadLetterPublisher | None = None
         self._written = self.metrics.written.labels(self.spec.sink.table)
         self._consumed = functools.cache(self.metrics.consumed.labels)  # one labelled child per topic
+        self._skipped = functools.cache(self.metrics.skipped.labels)
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -147,6 +148,10 @@ class PipelineWorker:
             result = self._transform(record)
             if isinstance(result, Rejection):
                 self._dead_letter(record, result)
+                continue
+            if isinstance(result, Skipped):  # left out by the filter: done, nothing to write
+                self._offsets.done((record.topic, record.partition), record.offset)
+                self._skipped(record.topic).inc()
                 continue
             statement = self._sink.bind(result, self._write_timestamp(record))
             key = (record.topic, record.partition, self._sink.replicas_of(statement))

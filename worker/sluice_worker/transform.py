@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Literal, NamedTuple, TypeAlias, assert_never
 
+from sluice_worker.filters import compile_filter
 from sluice_worker.model import CqlType, FieldMapping, FieldSource, PipelineError, TransformSpec
 
 Row: TypeAlias = dict[str, object]
@@ -32,6 +33,14 @@ class Record(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class Skipped:
+    """A message the filter leaves out: its offset is committed, it is counted, nothing is written."""
+
+
+SKIPPED = Skipped()
+
+
+@dataclass(frozen=True, slots=True)
 class Rejection:
     """Why a message cannot become a row: a human `reason` naming the field, and a machine `error` kind."""
 
@@ -39,7 +48,7 @@ class Rejection:
     error: RejectionKind
 
 
-Transformer: TypeAlias = Callable[[Record], Row | Rejection]
+Transformer: TypeAlias = Callable[[Record], Row | Rejection | Skipped]
 PythonHook: TypeAlias = Callable[[Record, Row], object]
 """`function(record, row)`: gets the row built from fields and lookups, returns the row to write (a dict)
 or raises to reject the message (Rejection error `transform_error`)."""
@@ -74,7 +83,7 @@ class _WrongType(Exception):
 
 
 class _CompiledTransform:
-    """What `compile_transform` returns: fields, then lookups, then the hook, then the required check."""
+    """What `compile_transform` returns: fields, then lookups, then the filter, the hook, the required check."""
 
     def __init__(self, spec: TransformSpec, hook: PythonHook | None) -> None:
         self._fields = [_Field(column, mapping) for column, mapping in spec.fields.items()]
@@ -82,12 +91,13 @@ class _CompiledTransform:
             (column, lookup.field, lookup.table, lookup.default) for column, lookup in spec.lookups.items()
         ]
         self._hook, self._hook_name = hook, spec.python
+        self._keep = None if spec.filter is None else compile_filter(spec.filter)
         self._parses_value = any(mapping.source == "value" for mapping in spec.fields.values())
         origins = {column: mapping.describe() for column, mapping in spec.fields.items()}
         origins |= {column: f"lookup of {lookup.field!r}" for column, lookup in spec.lookups.items()}
         self._required = [(column, origins.get(column, "from the python hook")) for column in spec.required]
 
-    def __call__(self, record: Record) -> Row | Rejection:
+    def __call__(self, record: Record) -> Row | Rejection | Skipped:
         document: object = None
         if self._parses_value:
             if record.value is None:
@@ -105,6 +115,8 @@ class _CompiledTransform:
         for column, source_column, table, default in self._lookups:
             key = _lookup_key(row[source_column])
             row[column] = None if key is None else table.get(key, default)
+        if self._keep is not None and not self._keep(row):
+            return SKIPPED
         if self._hook is not None:
             try:
                 result = self._hook(record, row)
