@@ -1,5 +1,5 @@
-"""The chart lints, renders as its values ask with several values files, and holds the operator's own CRD
-and RBAC rules. These need helm but no cluster."""
+"""The chart lints, renders as its values ask with several values files, refuses values its schema does not know,
+and holds the operator's own CRD and RBAC rules. These need helm but no cluster."""
 
 from __future__ import annotations
 
@@ -20,9 +20,22 @@ def rendered(values_file: str) -> list[Manifest]:
 
 
 def operator_container(manifests: list[Manifest]) -> Manifest:
-    deployment = one(manifests, "Deployment")
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    containers: list[Manifest] = one(manifests, "Deployment")["spec"]["template"]["spec"]["containers"]
+    (container,) = containers
     return container
+
+
+def refusal(*args: str) -> str:
+    """What `helm template` prints when it refuses the chart with `args`; fails if it renders."""
+    argv = ["helm", "template", "sluice", str(CHART), *args]
+    done = subprocess.run(argv, env=tools_env(), capture_output=True, text=True)
+    assert done.returncode != 0, f"helm template accepted {' '.join(args)}:\n{done.stdout}"
+    return done.stderr
+
+
+def allowed_ports(rules: list[Manifest]) -> set[tuple[str, int | str]]:
+    """The (protocol, port) pairs of NetworkPolicy rules."""
+    return {(port["protocol"], port["port"]) for rule in rules for port in rule["ports"]}
 
 
 def rules(manifest: Manifest) -> list[tuple[tuple[str, ...], ...]]:
@@ -148,11 +161,91 @@ def test_existing_service_account_and_pod_monitor() -> None:
 
 
 def test_several_replicas_without_leader_election_are_refused() -> None:
-    argv = ["helm", "template", "sluice", str(CHART), "--set", "replicaCount=2",
-            "--set", "leaderElection.enabled=false"]  # fmt: skip
-    done = subprocess.run(argv, env=tools_env(), capture_output=True, text=True)
-    assert done.returncode != 0
-    assert "replicaCount > 1 needs leaderElection.enabled" in done.stderr
+    error = refusal("--set", "replicaCount=2", "--set", "leaderElection.enabled=false")
+    assert "replicaCount > 1 needs leaderElection.enabled" in error
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        pytest.param(["--set", "replicaCont=2"], "replicaCont", id="unknown-top-level-key"),
+        pytest.param(["--set", "replicaCount=abc"], "replicaCount", id="string-for-integer"),
+        pytest.param(["--set", "replicaCount=0"], "replicaCount", id="below-minimum"),
+        pytest.param(["--set", "logLevel=LOUD"], "logLevel", id="not-in-enum"),
+        pytest.param(["--set", "logFormat=xml"], "logFormat", id="not-in-enum-format"),
+        pytest.param(["--set", "image.pullPolicy=Sometimes"], "pullPolicy", id="not-in-enum-pull-policy"),
+        pytest.param(["--set", "healthPort=70000"], "healthPort", id="port-out-of-range"),
+        pytest.param(["--set", "lagIntervalSeconds=-1"], "lagIntervalSeconds", id="negative-interval"),
+        pytest.param(["--set", "metrics.podMonitor.enabeld=true"], "enabeld", id="unknown-nested-key"),
+        pytest.param(["--set-json", 'networkPolicy.kafkaEgress=[{"too": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}]'],
+                     "too", id="unknown-key-in-egress-rule"),
+    ],
+)  # fmt: skip
+def test_values_the_schema_does_not_allow_are_refused_by_name(args: list[str], named: str) -> None:
+    """A typo or a wrong type stops `helm template` (and so install and upgrade) with a message naming the key."""
+    error = refusal(*args)
+    assert "schema" in error and named in error, error
+
+
+def test_kubernetes_shaped_values_stay_open() -> None:
+    """Fields the chart passes through to Kubernetes are not second-guessed by the schema."""
+    manifests = render(
+        "sluice", NAMESPACE, "--set", "resources.limits.ephemeral-storage=1Gi",
+        "--set", "securityContext.procMount=Default", "--set", "podLabels.team=data",
+        "--set-json", 'affinity={"nodeAffinity": {}}', "--set-json", 'extraEnv=[{"name": "A", "value": "b"}]',
+    )  # fmt: skip
+    container = operator_container(manifests)
+    assert container["resources"]["limits"]["ephemeral-storage"] == "1Gi"
+    assert container["securityContext"]["procMount"] == "Default"
+
+
+def test_default_operator_resources_hold_a_thousand_pipelines() -> None:
+    """The operator peaked near 300 MiB with 1,000 pipelines on a quiet machine, at 400-750 MiB on a busy one."""
+    container = operator_container(rendered("default.yaml"))
+    assert container["resources"] == {"requests": {"cpu": "50m", "memory": "320Mi"}, "limits": {"memory": "1Gi"}}
+
+
+def test_no_network_policy_by_default() -> None:
+    assert not find(rendered("default.yaml"), "NetworkPolicy")
+
+
+def test_network_policy_lets_in_the_health_port_and_out_dns_the_api_kafka_and_the_workers() -> None:
+    manifests = render("sluice", NAMESPACE, "--set", "networkPolicy.enabled=true")
+    policy = one(manifests, "NetworkPolicy", "sluice")["spec"]
+    deployment = one(manifests, "Deployment")
+    assert policy["podSelector"] == {"matchLabels": deployment["spec"]["selector"]["matchLabels"]}
+    assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
+    # From anywhere (Prometheus; the kubelet's probes where the CNI filters them), but on the health port only.
+    assert policy["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8081}]}]
+    egress = policy["egress"]
+    assert all(rule["ports"] for rule in egress), "no egress rule may open every port"
+    assert allowed_ports(egress) == {
+        ("UDP", 53), ("TCP", 53), ("TCP", 443), ("TCP", 6443), ("TCP", 9092), ("TCP", 9093), ("TCP", 8080),
+    }  # fmt: skip
+    (workers,) = [rule for rule in egress if allowed_ports([rule]) == {("TCP", 8080)}]
+    assert workers["to"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "sluice-worker"}}, "namespaceSelector": {}}
+    ]
+
+
+def test_network_policy_narrowed_by_its_values() -> None:
+    manifests = rendered("networkpolicy.yaml")
+    policy = one(manifests, "NetworkPolicy", "sluice")["spec"]
+    assert {"name": "health", "containerPort": 9090, "protocol": "TCP"} in operator_container(manifests)["ports"]
+    prometheus = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+    }
+    assert policy["ingress"] == [{"ports": [{"protocol": "TCP", "port": 9090}], "from": [prometheus]}]
+    egress = policy["egress"]
+    assert {"to": [{"ipBlock": {"cidr": "172.18.0.2/32"}}], "ports": [{"protocol": "TCP", "port": 6443}]} in egress
+    assert {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "ports": [{"protocol": "TCP", "port": 9094}]} in egress
+    assert allowed_ports(egress) == {("UDP", 53), ("TCP", 53), ("TCP", 6443), ("TCP", 9094), ("TCP", 8080)}
+    (workers,) = [rule for rule in egress if allowed_ports([rule]) == {("TCP", 8080)}]
+    (peer,) = workers["to"]
+    assert peer["namespaceSelector"]["matchExpressions"] == [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a", "team-b"]}
+    ]
 
 
 def test_rules_are_the_operators_own() -> None:
