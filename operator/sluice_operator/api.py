@@ -41,7 +41,8 @@ CONFIGMAPS: Final = Resource("v1", "configmaps")
 EVENTS: Final = Resource("v1", "events")
 LEASES: Final = Resource("coordination.k8s.io/v1", "leases")
 PODS: Final = Resource("v1", "pods")
-BY_KIND: Final = {"Deployment": DEPLOYMENTS, "ConfigMap": CONFIGMAPS}
+DISRUPTION_BUDGETS: Final = Resource("policy/v1", "poddisruptionbudgets")
+BY_KIND: Final = {"Deployment": DEPLOYMENTS, "ConfigMap": CONFIGMAPS, "PodDisruptionBudget": DISRUPTION_BUDGETS}
 
 
 def deployment_name(pipeline: str) -> str:
@@ -52,6 +53,11 @@ def deployment_name(pipeline: str) -> str:
 def configmap_name(pipeline: str) -> str:
     """The ConfigMap holding a pipeline's pipeline.yaml."""
     return f"{pipeline}-pipeline"
+
+
+def disruption_budget_name(pipeline: str) -> str:
+    """The workers' PodDisruptionBudget, when the pipeline asks for one."""
+    return pipeline
 
 
 def secret_name(pipeline: str) -> str:

@@ -10,7 +10,16 @@ from typing import Any, Final
 import yaml
 from sluice_worker.model import DataPipeline
 
-from .api import FIELD_MANAGER, MANAGED_BY, PIPELINE_LABEL, Owner, configmap_name, deployment_name, secret_name
+from .api import (
+    FIELD_MANAGER,
+    MANAGED_BY,
+    PIPELINE_LABEL,
+    Owner,
+    configmap_name,
+    deployment_name,
+    disruption_budget_name,
+    secret_name,
+)
 
 CONFIG_DIR: Final = "/etc/sluice"
 CONFIG_FILE: Final = "pipeline.yaml"
@@ -22,7 +31,9 @@ WORKER: Final = "sluice-worker"
 
 # Spec fields that shape the Deployment rather than the worker's config: changing them must not change the
 # config hash (scaling would otherwise restart every pod).
-DEPLOYMENT_FIELDS: Final = frozenset({"replicas", "paused", "image", "resources", "autoscaling", "template"})
+DEPLOYMENT_FIELDS: Final = frozenset(
+    {"replicas", "paused", "image", "resources", "autoscaling", "template", "disruption_budget"}
+)
 
 Manifest = dict[str, Any]
 
@@ -35,9 +46,12 @@ class Children:
     deployment: Manifest
     config_hash: str
     workers: int
+    disruption_budget: Manifest | None = None  # None: the pipeline has none (and must not keep an old one)
 
     def by_kind(self) -> dict[str, Manifest]:
-        return {"ConfigMap": self.configmap, "Deployment": self.deployment}
+        """What to apply, in order: the ConfigMap first (the pods mount it)."""
+        made = {"ConfigMap": self.configmap, "Deployment": self.deployment}
+        return made | ({"PodDisruptionBudget": self.disruption_budget} if self.disruption_budget else {})
 
 
 def build_children(
@@ -57,6 +71,7 @@ def build_children(
         deployment=_deployment(owner, pipeline, default_image, digest, progress_deadline_seconds, count),
         config_hash=digest,
         workers=count,
+        disruption_budget=_disruption_budget(owner, pipeline),
     )
 
 
@@ -217,6 +232,23 @@ def _deployment(
                     **_placement(pipeline),
                 },
             },
+        },
+    }
+
+
+def _disruption_budget(owner: Owner, pipeline: DataPipeline) -> Manifest | None:
+    """The workers' PodDisruptionBudget, if the spec asks for one."""
+    budget = pipeline.spec.disruption_budget
+    if budget is None:
+        return None
+    bound = {"maxUnavailable": budget.max_unavailable} if budget.max_unavailable is not None else {}
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(owner, disruption_budget_name(owner.name)),
+        "spec": {
+            "selector": {"matchLabels": selector_labels(owner.name)},
+            **(bound or {"minAvailable": budget.min_available}),
         },
     }
 

@@ -78,6 +78,10 @@ RULES: Final[dict[str, list[Schema]]] = {
         "rule": "self.all(k, !k.startsWith('app.kubernetes.io/') && !k.startsWith('sluice.dev/'))",
         "message": "labels may not be app.kubernetes.io/* or sluice.dev/*: the operator sets those",
     }],
+    "disruptionBudget": [{
+        "rule": "has(self.maxUnavailable) != has(self.minAvailable)",
+        "message": "set exactly one of maxUnavailable and minAvailable",
+    }],
     "autoscaling": [{
         "rule": "!has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
         "message": "minReplicas must not exceed maxReplicas",
@@ -133,6 +137,9 @@ def _convert(node: Schema, definitions: Mapping[str, Schema], defaults: bool) ->
         if len(branches) == 1:
             return _convert({**branches[0], **rest}, definitions, defaults)
         branches = [_resolve(b, definitions) for b in branches]
+        if sorted(b.get("type") for b in branches) == ["integer", "string"]:  # a count or e.g. a percentage
+            checks = {k: v for b in branches for k, v in b.items() if k in ("pattern", "minimum", "maximum")}
+            return {**_convert(rest, definitions, defaults), "x-kubernetes-int-or-string": True, **checks}
         if all(b.get("type") in ("string", "integer", "boolean", "number") for b in branches):
             return {**_convert(rest, definitions, defaults), "x-kubernetes-preserve-unknown-fields": True}
         raise SchemaError(f"a union of {branches} has no structural equivalent")

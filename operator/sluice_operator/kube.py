@@ -122,6 +122,14 @@ class Kube:
     def replace(self, resource: Resource, namespace: str, name: str, body: Mapping[str, Any]) -> Obj:
         return self.request("PUT", resource.path(namespace, name), body)
 
+    def delete(self, resource: Resource, namespace: str, name: str, uid: str) -> None:
+        """Deletes that very object (its uid): one created anew meanwhile stays. Gone already is fine."""
+        try:
+            self.request("DELETE", resource.path(namespace, name), {"preconditions": {"uid": uid}})
+        except ApiError as error:
+            if error.status not in (404, 409):
+                raise
+
     def post_event(self, involved: Mapping[str, Any], *, type: str, reason: str, message: str, component: str) -> None:
         """A core/v1 Event about `involved` (seen in `kubectl describe` and `kubectl events`)."""
         meta = involved["metadata"]

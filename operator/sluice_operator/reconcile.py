@@ -15,6 +15,7 @@ from . import builders, status, workers
 from .api import (
     CONFIGMAPS,
     DEPLOYMENTS,
+    DISRUPTION_BUDGETS,
     FIELD_MANAGER,
     PIPELINES,
     Obj,
@@ -22,6 +23,7 @@ from .api import (
     configmap_name,
     controller_of,
     deployment_name,
+    disruption_budget_name,
     validated,
 )
 from .kube import ApiError, Kube
@@ -121,6 +123,13 @@ class Reconciler:
             self.metrics.reconciles.labels("ok" if outcome.problem is None else "invalid").inc()
             return outcome
 
+    def _may_have_budget(self, key: tuple[str, str], deployment: Obj | None) -> bool:
+        """Whether a pipeline without a budget may still have one of ours to remove: one was applied in this
+        process, or, on its first reconcile here, it has workers already (a new pipeline has nothing)."""
+        if key in self._applied:
+            return "PodDisruptionBudget" in self._applied[key]
+        return deployment is not None
+
     def _drift(self, key: tuple[str, str], observed: Observed | None) -> dict[str, list[str]]:
         """What a hand edit changed in the observed child, compared with what was last applied to it.
 
@@ -146,6 +155,11 @@ class Reconciler:
             pipeline = validated(body)
         except PipelineError as error:
             return self._failed(body, live["Deployment"], ("InvalidSpec", "; ".join(error.problems)))
+        if pipeline.spec.disruption_budget is not None or self._may_have_budget(key, live["Deployment"]):
+            live["PodDisruptionBudget"] = self.kube.get(
+                DISRUPTION_BUDGETS, owner.namespace, disruption_budget_name(owner.name)
+            )
+        stale_budget = live.pop("PodDisruptionBudget", None) if pipeline.spec.disruption_budget is None else None
         for kind, obj in live.items():
             if conflict := _conflict(kind, obj, owner):
                 return self._failed(body, live["Deployment"], ("NameConflict", conflict), pipeline)
@@ -166,6 +180,9 @@ class Reconciler:
             if not error.permanent:
                 raise
             return self._failed(body, live["Deployment"], ("ApplyFailed", error.message), pipeline)
+        if stale_budget is not None and _conflict("PodDisruptionBudget", stale_budget, owner) is None:
+            meta = stale_budget["metadata"]
+            self.kube.delete(DISRUPTION_BUDGETS, meta["namespace"], meta["name"], meta["uid"])  # budget unset
         self._applied[key] = {
             kind: Applied(manifest, _version(applied[kind])) for kind, manifest in children.by_kind().items()
         }

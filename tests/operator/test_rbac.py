@@ -18,6 +18,8 @@ ALLOWED = [
     ("create", "events", "-n", "any"),
     ("list", "pods", "-n", "any"),  # to see workers fail, or ask those not ready why (their /readyz)
     ("watch", "pods", "-n", "any"),
+    ("patch", "poddisruptionbudgets.policy", "-n", "any"),  # spec.disruptionBudget
+    ("delete", "poddisruptionbudgets.policy", "-n", "any"),  # ... once unset
     ("update", "leases.coordination.k8s.io/sluice-operator", "-n", OPERATOR_NAMESPACE),
 ]
 REFUSED = [
@@ -28,6 +30,7 @@ REFUSED = [
     ("get", "pods", "-n", "any"),
     ("delete", "pods", "-n", "any"),
     ("delete", "deployments.apps", "-n", "any"),
+    ("list", "poddisruptionbudgets.policy", "--all-namespaces"),
     ("delete", "datapipelines.sluice.dev", "-n", "any"),
     ("update", "datapipelines.sluice.dev", "-n", "any"),
     ("create", "clusterrolebindings.rbac.authorization.k8s.io"),

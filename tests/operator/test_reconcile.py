@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from operator_harness import Kubectl, Operator, condition, events, pipeline, sample, wait_for
-from sluice_operator.api import CONFIGMAPS, DEPLOYMENTS, PIPELINES, PODS
+from sluice_operator.api import CONFIGMAPS, DEPLOYMENTS, DISRUPTION_BUDGETS, PIPELINE_LABEL, PIPELINES, PODS
 from sluice_operator.builders import CONFIG_FILE, CONFIG_HASH
 from sluice_operator.kube import Kube
 
@@ -321,6 +321,35 @@ def test_the_template_places_and_labels_the_worker_pods(
     message = condition(failed, "Degraded")["message"]
     assert "spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution" in message
     assert len(admin.list(PODS, namespace, selector=f"sluice.dev/pipeline={NAME}")) == 2
+
+
+def test_a_disruption_budget_follows_the_spec_and_goes_when_unset(
+    operator: Operator, kubectl: Kubectl, admin: Kube, namespace: str
+) -> None:
+    kubectl.apply(sample(namespace, replicas=3, disruptionBudget={"maxUnavailable": 1}))
+    # The disruption controller counts the ready workers: a drain may take one of three at a time.
+    budget = wait_for(
+        lambda: (b := admin.get(DISRUPTION_BUDGETS, namespace, NAME)) and b.get("status", {}).get("currentHealthy") == 3
+        and b,
+        what="a PodDisruptionBudget counting 3 healthy workers",
+    )  # fmt: skip
+    assert budget["spec"]["maxUnavailable"] == 1 and budget["status"]["disruptionsAllowed"] == 1
+    assert budget["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "sluice-worker",
+        PIPELINE_LABEL: NAME,
+    }
+
+    kubectl.apply(sample(namespace, replicas=3, disruptionBudget={"minAvailable": "100%"}))
+    budget = wait_for(
+        lambda: (b := admin.get(DISRUPTION_BUDGETS, namespace, NAME)) and "minAvailable" in b["spec"]
+        and b.get("status", {}).get("observedGeneration") == b["metadata"]["generation"] and b,
+        what="the budget switched to minAvailable",
+    )  # fmt: skip
+    assert "maxUnavailable" not in budget["spec"] and budget["status"]["disruptionsAllowed"] == 0
+
+    kubectl.apply(sample(namespace, replicas=3))
+    wait_for(lambda: admin.get(DISRUPTION_BUDGETS, namespace, NAME) is None, what="the budget deleted once unset")
+    assert ready(admin, namespace)
 
 
 def container_image(obj: dict[str, Any] | None) -> str:

@@ -453,6 +453,26 @@ class PodTemplate(SpecModel):
         return labels
 
 
+IntOrPercent = int | Annotated[str, Field(pattern=r"^[0-9]{1,3}%$")]
+
+
+class DisruptionBudget(SpecModel):
+    """A PodDisruptionBudget for the workers: how many a voluntary disruption (a node drain, a cluster upgrade)
+    may take at once. Exactly one of the two, a count or a percentage such as "25%"."""
+
+    max_unavailable: IntOrPercent | None = Field(default=None, description="Workers that may be down at once.")
+    min_available: IntOrPercent | None = Field(default=None, description="Workers that must stay up.")
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> DisruptionBudget:
+        if (self.max_unavailable is None) == (self.min_available is None):
+            raise ValueError("set exactly one of maxUnavailable and minAvailable")
+        for name, value in (("maxUnavailable", self.max_unavailable), ("minAvailable", self.min_available)):
+            if isinstance(value, int) and value < 0:
+                raise ValueError(f"{name} must not be negative")
+        return self
+
+
 class AutoscalingSpec(SpecModel):
     """While enabled, the operator sets `replicas` from the consumer group's lag."""
 
@@ -497,6 +517,9 @@ class PipelineSpec(SpecModel):
     termination_grace_period_seconds: int = Field(default=30, ge=1, description="To drain writes and commit.")
     resources: Resources = Field(default=Resources(), description="Compute resources of each worker.")
     template: PodTemplate = Field(default=PodTemplate(), description="Scheduling and metadata of the worker pods.")
+    disruption_budget: DisruptionBudget | None = Field(
+        default=None, description="A PodDisruptionBudget of the workers; unset: none (removed if there was one)."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:

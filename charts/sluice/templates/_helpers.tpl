@@ -58,7 +58,8 @@ The operator's permissions on the namespaces it watches, the same rules as deplo
 it reads and watches DataPipelines and patches them (kopf's progress annotations) and their status; it
 server-side applies the workers' ConfigMap and Deployment (get, create, patch; watched for drift; never
 deleted: the garbage collector removes them through their ownerReferences); it lists and watches the workers'
-pods (to see one fail, or ask one that is not ready why); it posts Events.
+pods (to see one fail, or ask one that is not ready why); it applies a pipeline's PodDisruptionBudget and
+deletes it when the pipeline no longer asks for one; it posts Events.
 */}}
 {{- define "sluice.watchRules" -}}
 - apiGroups: [sluice.dev]
@@ -76,6 +77,9 @@ pods (to see one fail, or ask one that is not ready why); it posts Events.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, create, patch, delete]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

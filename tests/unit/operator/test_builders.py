@@ -68,6 +68,7 @@ def test_the_config_hash_changes_with_the_config_only() -> None:
         {"resources": {"requests": {"cpu": "1"}}},
         {"autoscaling": {"enabled": True, "maxReplicas": 6}},
         {"template": {"nodeSelector": {"disktype": "ssd"}}},
+        {"disruptionBudget": {"maxUnavailable": 1}},
     ):
         assert hash_of(pipeline(**deployment_only)) == base, deployment_only
     assert hash_of(pipeline(terminationGracePeriodSeconds=60)) != base
@@ -229,3 +230,33 @@ def test_a_template_the_model_refuses_names_the_field(template: dict[str, Any], 
     with pytest.raises(PipelineError) as raised:
         pipeline(template=template)
     assert str(raised.value).startswith(expected), str(raised.value)
+
+
+def test_a_disruption_budget_guards_the_workers_only_when_asked() -> None:
+    assert children(pipeline()).disruption_budget is None
+    assert list(children(pipeline()).by_kind()) == ["ConfigMap", "Deployment"]
+    made = children(pipeline(disruptionBudget={"maxUnavailable": "25%"}))
+    budget = made.disruption_budget
+    assert budget is not None and list(made.by_kind()) == ["ConfigMap", "Deployment", "PodDisruptionBudget"]
+    assert (budget["apiVersion"], budget["metadata"]["name"]) == ("policy/v1", "gophers-r-us")
+    assert budget["metadata"]["ownerReferences"] == made.deployment["metadata"]["ownerReferences"]
+    assert budget["spec"] == {
+        "selector": {"matchLabels": builders.selector_labels("gophers-r-us")},
+        "maxUnavailable": "25%",
+    }
+    assert children(pipeline(disruptionBudget={"minAvailable": 2})).disruption_budget["spec"]["minAvailable"] == 2  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("budget", "expected"),
+    [
+        ({}, "spec.disruptionBudget: set exactly one of maxUnavailable and minAvailable"),
+        ({"maxUnavailable": 1, "minAvailable": 1}, "set exactly one of maxUnavailable and minAvailable"),
+        ({"maxUnavailable": -1}, "spec.disruptionBudget: maxUnavailable must not be negative"),
+        ({"minAvailable": "half"}, "spec.disruptionBudget.minAvailable"),
+    ],
+)
+def test_a_disruption_budget_the_model_refuses_names_the_field(budget: dict[str, Any], expected: str) -> None:
+    with pytest.raises(PipelineError) as raised:
+        pipeline(disruptionBudget=budget)
+    assert expected in str(raised.value), str(raised.value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 import yaml
@@ -156,13 +156,17 @@ def test_what_a_structural_schema_cannot_say_is_an_error(model: type[BaseModel])
 class _Scalars(BaseModel):
     """Doc."""
 
-    value: str | int | None = Field(default=None, description="Either.")
+    value: str | bool | None = Field(default=None, description="Either.")
+    count: int | Annotated[str, Field(pattern="^[0-9]+%$")] | None = Field(default=None, description="Or percent.")
     above: float = Field(default=1.0, gt=0, description="Positive.")
 
 
 def test_scalar_unions_keep_unknown_fields_and_exclusive_bounds_are_openapi_v3() -> None:
     schema = structural(_Scalars)
     assert schema["properties"]["value"] == {"description": "Either.", "x-kubernetes-preserve-unknown-fields": True}
+    assert schema["properties"]["count"] == {  # as a PodDisruptionBudget's maxUnavailable
+        "description": "Or percent.", "x-kubernetes-int-or-string": True, "pattern": "^[0-9]+%$"
+    }  # fmt: skip
     above = schema["properties"]["above"]
     assert (above["minimum"], above["exclusiveMinimum"]) == (0, True)
     assert set(above) - {"type", "description", "default", "minimum", "exclusiveMinimum"} == set()
