@@ -90,6 +90,9 @@ def cluster(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
     print(f"kind cluster up in {time.monotonic() - started:.0f}s")
     try:
         made.install(images, f"--set=lagIntervalSeconds={LAG_INTERVAL_SECONDS}")
+        # The pipelines' namespace admits only pods of the `restricted` Pod Security Standard, as a careful
+        # cluster admin sets it: every worker of every scenario must pass the API server's own admission.
+        made.kubectl("label", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce=restricted")
         made.toolbox("create-topic", TOPIC, str(PARTITIONS))
         print(f"cluster ready for the scenarios in {time.monotonic() - started:.0f}s")
         yield made
@@ -206,6 +209,15 @@ def test_sample_pipeline_turns_events_into_rows(cluster: Cluster, stream: Stream
     assert rows(cluster, stream, *DEPARTMENTS)["departments"] == DEPARTMENTS
     columns = get_dp(cluster)
     assert (columns["READY"], columns["REPLICAS"], columns["AVAILABLE"]) == ("True", "1", "1"), columns
+    # Admitted as `restricted` and run so by the kubelet: the image's user and group, a read-only root.
+    (pod,) = worker_pods(cluster)
+    name = pod["metadata"]["name"]
+    assert cluster.kubectl("exec", "-n", NAMESPACE, name, "--", "id").strip() == (
+        "uid=10001(sluice) gid=10001(sluice) groups=10001(sluice)"
+    )
+    probe = "import os; print(bool(os.statvfs('/').f_flag & os.ST_RDONLY), os.access('/tmp', os.W_OK))"
+    root_read_only, tmp_writable = cluster.kubectl("exec", "-n", NAMESPACE, name, "--", "python", "-c", probe).split()
+    assert (root_read_only, tmp_writable) == ("True", "True")
 
 
 def test_kubectl_scale_shares_the_partitions_among_three_workers(cluster: Cluster, stream: Stream) -> None:
