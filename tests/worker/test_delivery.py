@@ -63,7 +63,8 @@ def test_a_filter_writes_only_the_messages_that_pass_and_commits_the_rest(pipeli
         key: row for key, row in pipeline.expected_rows().items() if row[2] in ("gophers", "stickers") and row[1] != 1.0
     }
     assert 0 < len(expected) < N - 100  # the filter has something to skip, and something to keep
-    with CommitAuditor(pipeline) as audit, running(make_worker(manifest)) as worker:
+    audited = CommitAuditor(pipeline, expected=lambda event: event.id in expected)
+    with audited as audit, running(make_worker(manifest)) as worker:
         pipeline.wait_for_rows(len(expected))
         deadline = time.monotonic() + 30
         while pipeline.committed().get(0) != N and time.monotonic() < deadline:
