@@ -95,6 +95,28 @@ def test_kafka_broker_restarted_mid_stream(pipeline, make_worker, kafka) -> None
     assert audit.violations == []
 
 
+def test_kafka_paused_20s_writing_resumes_within_10s_of_its_return(pipeline, make_worker, kafka) -> None:  # type: ignore[no-untyped-def]
+    """The broker stalls (SIGSTOP: a long GC pause, a frozen VM) with messages waiting, then returns: the worker
+    writes them within seconds, without a restart, and nothing is lost or committed unwritten."""
+    pipeline.produce(500)
+    with CommitAuditor(pipeline) as audit, running(make_worker(pipeline.manifest)) as worker:
+        worker.wait_ready()
+        pipeline.wait_for_rows(500)
+        with kafka.paused(seconds=20):
+            pass
+        back = time.monotonic()
+        pipeline.produce(500)
+        _wait(lambda: pipeline.written() >= 1000, 60, "the messages produced after the broker came back")
+        took = time.monotonic() - back
+        _wait(lambda: pipeline.committed() == {0: 1000}, 60, "every offset to be committed")
+        assert worker.proc.poll() is None, "the worker must ride out the stall, not crash"
+        assert worker.stop()[0] == 0
+    print(f"writing again {took:.1f}s after the broker came back")
+    assert took < 10, f"the rows produced after the broker came back were written only {took:.1f}s later"
+    assert pipeline.rows() == pipeline.expected_rows()
+    assert audit.violations == []
+
+
 def test_three_workers_scaled_1_3_1_while_producing(make_pipeline, make_worker) -> None:  # type: ignore[no-untyped-def]
     pipeline = make_pipeline(partitions=6)
     producing = in_background(pipeline.produce, 3000, pace_seconds=25)
