@@ -76,8 +76,11 @@ def release(kube) -> Iterator[Release]:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("values_file", ["default.yaml", "namespaced.yaml", "ha.yaml"])
 def test_chart_installs_on_the_api_server(release: Release, values_file: str) -> None:
-    release.install("-f", str(VALUES / values_file), "--set", f"watchNamespaces={{{release.watched}}}"
-                    if values_file == "namespaced.yaml" else "--set=logLevel=INFO")  # fmt: skip
+    # (This line used to pass `--set --set=logLevel=INFO`, a value named "--set": the schema refuses it now.)
+    extra = (
+        f"--set=watchNamespaces={{{release.watched}}}" if values_file == "namespaced.yaml" else "--set=logLevel=INFO"
+    )
+    release.install("-f", str(VALUES / values_file), extra)
     status = json.loads(release.helm("status", release.name, "-o", "json"))
     assert status["info"]["status"] == "deployed"
     deployment = release.get("deployment", release.fullname, release.namespace)
