@@ -133,6 +133,13 @@ def cassandra(stack: Stack) -> CassandraServer:
 
 
 @pytest.fixture(scope="session")
+def secure_cassandra(stack: Stack) -> CassandraServer:
+    """A Cassandra node of its own serving TLS only, with password authentication (sluice_stack.cassandra)."""
+    stack.up(["cassandra-secure"])
+    return CassandraServer(stack, "cassandra-secure")
+
+
+@pytest.fixture(scope="session")
 def kube(stack: Stack) -> ControlPlane:
     stack.up(["kube"])
     return ControlPlane(stack)

@@ -13,6 +13,28 @@ from .process import Service, free_port
 FILES = HACK_DIR / "cassandra"  # pom.xml, cassandra.yaml (a template), logback.xml, jvm17.options
 MAIN_CLASS = "org.apache.cassandra.service.CassandraDaemon"
 
+# The secured node (`cassandra-secure`, beside the plain one the other tests use: password authentication is
+# cluster-wide, so it cannot share a ring with them): TLS only, from the stack's PEM certificates, and a login.
+SECURE_NAME = "cassandra-secure"
+LOGIN = ("cassandra", "cassandra")  # the superuser PasswordAuthenticator creates
+PLAIN_AUTHENTICATOR = "authenticator: AllowAllAuthenticator\n"
+
+
+def _secured(config: str, tls: Path) -> str:
+    """cassandra.yaml of the secured node: the template's settings with a password and TLS-only CQL."""
+    if PLAIN_AUTHENTICATOR not in config:
+        raise RuntimeError(f"hack/cassandra/cassandra.yaml no longer says {PLAIN_AUTHENTICATOR!r}: update {__file__}")
+    return config.replace(PLAIN_AUTHENTICATOR, "authenticator: PasswordAuthenticator\n") + (
+        "client_encryption_options:\n"
+        "  enabled: true\n"
+        "  optional: false\n"
+        "  ssl_context_factory:\n"
+        "    class_name: org.apache.cassandra.security.PEMBasedSslContextFactory\n"
+        f"  keystore: {tls / 'server.pem'}\n"
+        f"  truststore: {tls / 'ca.crt'}\n"
+        "  require_client_auth: false\n"
+    )
+
 
 def provision() -> Path:
     """Returns component_dir("cassandra"), with cassandra-all and its dependencies in lib/ (fetched once)."""
@@ -30,7 +52,18 @@ def make_service(root: Path) -> Service:
     return service
 
 
-def make_services(root: Path, nodes: int) -> list[Service]:
+def make_secure_service(root: Path) -> Service:
+    """The secured node: TLS with the stack's certificates (`root/tls`) and PasswordAuthenticator; not started."""
+    from .tls import make_certificates
+
+    tls = make_certificates(root.resolve() / "tls")
+    (service,) = make_services(root, 1, name=SECURE_NAME, tls=tls)
+    service.endpoints["tls_dir"] = str(tls)
+    service.argv.insert(1, "-Dcassandra.superuser_setup_delay_ms=0")  # the login exists as soon as CQL answers
+    return service
+
+
+def make_services(root: Path, nodes: int, name: str = "cassandra", tls: Path | None = None) -> list[Service]:
     """`nodes` Cassandra nodes forming one ring (`cassandra`, or `cassandra-1`... on 127.0.0.1, 127.0.0.2, ...:
     the whole of 127/8 is loopback), with the same ports each, data under `root/data/<name>`; not started. The
     first node is the seed; start them one after another. Each keeps its data across a kill and a start."""
@@ -38,19 +71,20 @@ def make_services(root: Path, nodes: int) -> list[Service]:
     root = root.resolve()  # the argv and the config must not depend on the cwd
     addresses = [f"127.0.0.{n}" for n in range(1, nodes + 1)]
     native_port, storage_port = _ports_free_on(addresses)
-    names = ["cassandra"] if nodes == 1 else [f"cassandra-{n}" for n in range(1, nodes + 1)]
+    names = [name] if nodes == 1 else [f"{name}-{n}" for n in range(1, nodes + 1)]
     template = Template((FILES / "cassandra.yaml").read_text())
     jamm = next(lib.glob("jamm-*.jar"))  # the object-size agent Cassandra measures memtables with
     services = []
-    for node, (name, address) in enumerate(zip(names, addresses, strict=True)):
-        data = root / "data" / name
+    for node, (node_name, address) in enumerate(zip(names, addresses, strict=True)):
+        data = root / "data" / node_name
         for sub in ("triggers", "tmp"):  # Cassandra warns about a missing triggers dir; tmp gets lz4's native lib
             (data / sub).mkdir(parents=True, exist_ok=True)
         config = data / "cassandra.yaml"
-        config.write_text(template.substitute(
+        settings = template.substitute(
             native_port=native_port, storage_port=storage_port, dir=data, address=address,
             seed=addresses[0], initial_token=_token(node, nodes),
-        ))  # fmt: skip
+        )  # fmt: skip
+        config.write_text(_secured(settings, tls) if tls else settings)
         argv = [
             java(),
             *_jvm_options(),
@@ -65,7 +99,7 @@ def make_services(root: Path, nodes: int) -> list[Service]:
             MAIN_CLASS,
         ]
         services.append(Service(
-            name=name, argv=argv, log_path=str(root / "logs" / f"{name}.log"), cwd=str(data),
+            name=node_name, argv=argv, log_path=str(root / "logs" / f"{node_name}.log"), cwd=str(data),
             endpoints={"contact_point": f"{address}:{native_port}"},
         ))  # fmt: skip
     return services
@@ -101,12 +135,21 @@ def is_ready(service: Service) -> bool:
 
     host, _, port = service.endpoints["contact_point"].rpartition(":")
     profile = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy([host]), request_timeout=5)
+    secured = {}
+    if "tls_dir" in service.endpoints:  # the secured node: its CA and the superuser's login
+        import ssl
+
+        from cassandra.auth import PlainTextAuthProvider
+
+        context = ssl.create_default_context(cafile=str(Path(service.endpoints["tls_dir"]) / "ca.crt"))
+        secured = {"ssl_context": context, "auth_provider": PlainTextAuthProvider(*LOGIN)}
     cluster = Cluster(
         [host],
         port=int(port),
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         connect_timeout=2,
         control_connection_timeout=2,
+        **secured,
     )
     try:
         return cluster.connect().execute("SELECT release_version FROM system.local").one() is not None

@@ -8,11 +8,17 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # not in __all__
+    AdminClient,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
 
 from .config import HACK_DIR, VERSIONS, component_dir
 from .jvm import fetch_jars, java
 from .process import Service, free_port
+from .tls import make_certificates
 
 # librdkafka's own lines (e.g. `%4|...|GETPID|... Coordinator load in progress`) of a tool's clients: pass
 # `"logger": CLIENT_LOG` in their settings, and `log_clients_to` keeps them out of the tool's progress output.
@@ -54,9 +60,33 @@ def _cluster_id() -> str:
             return cluster_id
 
 
-def _server_properties(data: Path, node: int, ports: list[tuple[int, int]]) -> str:
+# The secured listeners of a single-node stack, beside the plain one the other tests use: SASL_SSL with a
+# SCRAM-SHA-512 login (SCRAM_USER, made at stack-up) and SSL with a client certificate required (mutual TLS).
+SCRAM_USER = ("sluice", "sluice-scram-secret")
+
+
+def _secured_settings(tls: Path, sasl_port: int, mtls_port: int) -> dict[str, object]:
+    return {
+        "listeners": f"SASL_SSL://127.0.0.1:{sasl_port},SSL://127.0.0.1:{mtls_port}",
+        "advertised.listeners": f"SASL_SSL://127.0.0.1:{sasl_port},SSL://127.0.0.1:{mtls_port}",
+        "listener.security.protocol.map": "SASL_SSL:SASL_SSL,SSL:SSL",
+        "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "listener.name.ssl.ssl.client.auth": "required",
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": tls / "server.pem",
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": tls / "ca.crt",
+    }  # fmt: skip
+
+
+def _server_properties(
+    data: Path, node: int, ports: list[tuple[int, int]], secured: dict[str, object] | None = None
+) -> str:
     """One node of `len(ports)` (broker and controller in one JVM each); `ports[i]`: node i+1's (broker,
-    controller). Replicated three ways as production would be when there are three nodes."""
+    controller). Replicated three ways as production would be when there are three nodes. `secured`: the
+    secured listeners' settings, added to the plain ones."""
     broker_port, controller_port = ports[node - 1]
     replicas = min(len(ports), 3)
     in_sync = 2 if replicas == 3 else 1
@@ -93,6 +123,9 @@ def _server_properties(data: Path, node: int, ports: list[tuple[int, int]]) -> s
         "num.network.threads": 2,
         "num.io.threads": 4,
     }
+    for key, value in (secured or {}).items():
+        joined = key in ("listeners", "advertised.listeners", "listener.security.protocol.map")
+        settings[key] = f"{settings[key]},{value}" if joined else value
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
@@ -117,13 +150,15 @@ def make_services(root: Path, nodes: int) -> list[Service]:
     `root/data/<name>` (not started: they elect a controller once a majority runs). Their data survives restarts."""
     names = ["kafka"] if nodes == 1 else [f"kafka-{n}" for n in range(1, nodes + 1)]
     ports = [(free_port(), free_port()) for _ in names]
+    secured_ports = (free_port(), free_port())
+    secured = _secured_settings(make_certificates(root / "tls"), *secured_ports) if nodes == 1 else None
     cluster_id = _cluster_id()
     services = []
     for node, name in enumerate(names, 1):
         data = root / "data" / name
         data.mkdir(parents=True, exist_ok=True)
         config = data / "server.properties"
-        config.write_text(_server_properties(data, node, ports))
+        config.write_text(_server_properties(data, node, ports, secured))
         if not (data / "logs" / "meta.properties").exists():  # a second make_services keeps the data it finds
             format_argv = _java_argv(
                 [], "kafka.tools.StorageTool", "format", "--config", str(config), "--cluster-id", cluster_id
@@ -136,12 +171,25 @@ def make_services(root: Path, nodes: int) -> list[Service]:
             argv=_java_argv(JVM_FLAGS if nodes == 1 else CLUSTER_JVM_FLAGS, "kafka.Kafka", str(config)),
             log_path=str(root / "logs" / f"{name}.log"),
             cwd=str(data),
-            endpoints={"bootstrap": f"127.0.0.1:{ports[node - 1][0]}"},
+            endpoints={
+                "bootstrap": f"127.0.0.1:{ports[node - 1][0]}",
+                **({"sasl_ssl": f"127.0.0.1:{secured_ports[0]}", "mtls": f"127.0.0.1:{secured_ports[1]}",
+                    "tls_dir": str(root / "tls")} if secured else {}),
+            },
         ))  # fmt: skip
     return services
 
 
 def is_ready(service: Service) -> bool:
-    """True once the broker answers a metadata request and lists itself."""
+    """True once the broker answers a metadata request and lists itself, and the SCRAM login of its secured
+    listener exists (made here, through the plain listener: the broker keeps it in its metadata log)."""
     admin = AdminClient({"bootstrap.servers": service.endpoints["bootstrap"], "log_level": 0})
-    return len(admin.list_topics(timeout=2).brokers) > 0
+    if not admin.list_topics(timeout=2).brokers:
+        return False
+    if "sasl_ssl" in service.endpoints:
+        user, password = SCRAM_USER
+        info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
+        upsert = UserScramCredentialUpsertion(user, info, password.encode())
+        for future in admin.alter_user_scram_credentials([upsert], request_timeout=10).values():
+            future.result(timeout=15)
+    return True

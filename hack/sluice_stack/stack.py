@@ -20,10 +20,11 @@ from .process import Service, load_services, save_services, wait_for
 GROUPS: dict[str, tuple[str, ...]] = {
     "kafka": ("kafka",),
     "cassandra": ("cassandra",),
+    "cassandra-secure": (cassandra.SECURE_NAME,),  # TLS and a login; in tests, started by those using it
     "kube": ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"),
 }
 CLUSTERED = ("kafka", "cassandra")
-READY_TIMEOUT = {"kafka": 120.0, "cassandra": 180.0}
+READY_TIMEOUT = {"kafka": 120.0, "cassandra": 180.0, cassandra.SECURE_NAME: 180.0}
 # What `python -m sluice_stack FAULT SERVER` does to a server of a running stack.
 FAULTS = ("pause", "resume", "kill", "restart")
 
@@ -42,7 +43,9 @@ def nodes_from_env() -> int:
 
 
 def _is_ready(service: Service) -> bool:
-    checks: dict[str, Callable[[Service], bool]] = {"kafka": kafka.is_ready, "cassandra": cassandra.is_ready}
+    checks: dict[str, Callable[[Service], bool]] = {
+        "kafka": kafka.is_ready, "cassandra": cassandra.is_ready, cassandra.SECURE_NAME: cassandra.is_ready,
+    }  # fmt: skip
     return checks.get(kind_of(service.name), kube.is_ready)(service)
 
 
@@ -53,7 +56,7 @@ def provision(groups: Iterable[str]) -> None:
         subprocess.run([str(HACK_DIR / "build-kubernetes.sh"), "all"], check=True)
     if "kafka" in groups:
         kafka.provision()
-    if "cassandra" in groups:
+    if groups & {"cassandra", "cassandra-secure"}:
         cassandra.provision()
 
 
@@ -109,6 +112,8 @@ class Stack:
             services = {s.name: s for s in kafka.make_services(self.root, self.nodes)}
         elif group == "cassandra":
             services = {s.name: s for s in cassandra.make_services(self.root, self.nodes)}
+        elif group == "cassandra-secure":
+            services = {cassandra.SECURE_NAME: cassandra.make_secure_service(self.root)}
         else:
             services = kube.make_services(self.root)
         self.services.update(services)
@@ -192,10 +197,21 @@ class Stack:
             brokers = [self.services[name] for name in self.members("kafka")]
             env["KAFKA_BOOTSTRAP_SERVERS"] = ",".join(s.endpoints["bootstrap"] for s in brokers)
             env["SLUICE_KAFKA_PID"] = ",".join(str(s.pid) for s in brokers)
+            if "sasl_ssl" in brokers[0].endpoints:  # the secured listeners (single node): README "Security"
+                user, password = kafka.SCRAM_USER
+                env["KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"] = brokers[0].endpoints["sasl_ssl"]
+                env["KAFKA_MTLS_BOOTSTRAP_SERVERS"] = brokers[0].endpoints["mtls"]
+                env["KAFKA_SCRAM_USERNAME"], env["KAFKA_SCRAM_PASSWORD"] = user, password
+                env["SLUICE_STACK_TLS_DIR"] = brokers[0].endpoints["tls_dir"]
         if self.has("cassandra"):
             nodes = [self.services[name] for name in self.members("cassandra")]
             env["CASSANDRA_CONTACT_POINTS"] = ",".join(s.endpoints["contact_point"] for s in nodes)
             env["SLUICE_CASSANDRA_PID"] = ",".join(str(s.pid) for s in nodes)
+        if cassandra.SECURE_NAME in self.services:
+            secure = self.services[cassandra.SECURE_NAME]
+            env["CASSANDRA_SECURE_CONTACT_POINT"] = secure.endpoints["contact_point"]
+            env["CASSANDRA_SECURE_USERNAME"], env["CASSANDRA_SECURE_PASSWORD"] = cassandra.LOGIN
+            env["SLUICE_STACK_TLS_DIR"] = secure.endpoints["tls_dir"]
         if "kube-apiserver" in self.services:
             env["KUBECONFIG"] = self.kubeconfig
             tools = ":".join(str(d) for d in kube.tool_dirs())
