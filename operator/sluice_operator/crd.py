@@ -49,6 +49,12 @@ RULES: Final[dict[str, list[Schema]]] = {
             "other protocols allow neither",
         },
         {
+            "rule": "!(has(self.tls) || has(self.auth)) || (self.securityProtocol == 'PLAINTEXT' && "
+            "!has(self.saslMechanism) && !has(self.sslCaLocation) && !has(self.credentials))",
+            "message": "tls and auth replace securityProtocol, saslMechanism, sslCaLocation and credentials "
+            "(the protocol follows from them); use one style",
+        },
+        {
             "rule": "!has(self.sslCaLocation) || self.securityProtocol.endsWith('SSL')",
             "message": "sslCaLocation needs securityProtocol SSL or SASL_SSL",
             "fieldPath": ".sslCaLocation",
@@ -68,6 +74,10 @@ RULES: Final[dict[str, list[Schema]]] = {
             "message": "header is required with source 'header', and only allowed with it",
         },
     ],
+    "sink": [{
+        "rule": "!(has(self.auth) && has(self.credentials))",
+        "message": "set auth (a Secret) or credentials (environment variables), not both",
+    }],
     "sink.keyspace": [{"rule": "self == oldSelf", "message": "keyspace is immutable: create a new pipeline"}],
     "sink.table": [{"rule": "self == oldSelf", "message": "table is immutable: create a new pipeline"}],
     "sink.createTable.replication": [{

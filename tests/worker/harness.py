@@ -76,6 +76,7 @@ class PipelineUnderTest:
     replicas: int = 1
     name: str = field(default_factory=lambda: f"gophers-{uuid.uuid4().hex[:8]}")
     events: list[Event] = field(default_factory=list)
+    cassandra_options: dict[str, object] = field(default_factory=dict)  # e.g. ssl_context, auth_provider
 
     def __post_init__(self) -> None:
         self.topic = f"{self.name}.events"
@@ -184,7 +185,9 @@ class PipelineUnderTest:
             points = [point.rsplit(":", 1) for point in self.contact_points.split(",")]
             # Reconnect within a second of a Cassandra restart (the driver's default backs off to minutes).
             hosts, port = [host for host, _ in points], int(points[0][1])
-            cluster = Cluster(hosts, port=port, reconnection_policy=ConstantReconnectionPolicy(1.0))
+            cluster = Cluster(
+                hosts, port=port, reconnection_policy=ConstantReconnectionPolicy(1.0), **self.cassandra_options
+            )
             self._session = cluster.connect()
         return self._session
 
@@ -265,13 +268,20 @@ class WorkerProcess:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as exc:
-            return exc.code, ""
+            return exc.code, exc.read().decode()
 
     def ready(self) -> bool:
         try:
             return self._get("/readyz")[0] == 200
         except OSError:
             return False
+
+    def readyz(self) -> tuple[int, str]:
+        """/readyz's status and body (why not, when not ready); (0, "") while the worker is not listening yet."""
+        try:
+            return self._get("/readyz")
+        except OSError:
+            return 0, ""
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

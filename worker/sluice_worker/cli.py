@@ -84,7 +84,7 @@ def build_worker(
     from .transform import compile_transform
 
     spec = pipeline.spec
-    sink = CassandraSink(spec.sink, spec.transform.columns(), settings.write_timeout_seconds)
+    sink = CassandraSink(spec.sink, spec.transform.columns(), settings.write_timeout_seconds, settings.credentials_dir)
     transform = compile_transform(spec.transform, load_hook(spec.transform))
     return PipelineWorker(pipeline, sink, transform, settings, metrics, health)
 
@@ -138,7 +138,7 @@ def _replay(argv: list[str]) -> int:
     from .replay import replay_dead_letters
 
     overridden = settings.apply_overrides(pipeline)
-    count = replay_dead_letters(overridden, settings.pod_name, rate=args.rate, idle_seconds=args.idle_seconds)
+    count = replay_dead_letters(overridden, settings, rate=args.rate, idle_seconds=args.idle_seconds)
     print(f"replayed {count} dead letters")
     return 0
 

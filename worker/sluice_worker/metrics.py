@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from confluent_kafka import KafkaError
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -62,6 +63,15 @@ class Health:
         self.sink_up = False
         self.sink_error = ""  # why the sink is down, once a write failed
         self.in_group = False
+        self.kafka_error = ""  # the brokers' last error (TLS, login, unreachable), until the worker joins
+
+    def sink_down(self, error: str) -> None:
+        """Cassandra cannot be reached or refused the login: why, for /readyz."""
+        self.sink_up, self.sink_error = False, error
+
+    def kafka_failed(self, error: KafkaError) -> None:
+        """librdkafka's error callback: kept for /readyz while the worker is not in its group."""
+        self.kafka_error = error.str()
 
     def beat(self) -> None:
         self.last_loop = time.monotonic()
@@ -79,7 +89,7 @@ class Health:
         if not self.sink_up:
             return f"Cassandra unreachable: {self.sink_error}" if self.sink_error else "not connected to Cassandra yet"
         if not self.in_group:
-            return "not in the Kafka consumer group yet"
+            return f"not in the Kafka consumer group yet{': ' + self.kafka_error if self.kafka_error else ''}"
         return ""
 
 

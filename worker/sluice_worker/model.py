@@ -30,11 +30,30 @@ WORKER_OWNED_CONSUMER_KEYS = frozenset({
     "bootstrap.servers", "group.id", "group.instance.id", "partition.assignment.strategy",
     "enable.auto.commit", "enable.auto.offset.store", "auto.offset.reset", "enable.partition.eof",
     "security.protocol", "sasl.mechanism", "sasl.mechanisms", "sasl.username", "sasl.password",
-    "ssl.ca.location", "on_commit", "error_cb", "throttle_cb", "stats_cb", "oauth_cb", "logger",
+    "ssl.ca.location", "ssl.ca.pem", "ssl.certificate.location", "ssl.certificate.pem", "ssl.key.location",
+    "ssl.key.pem", "ssl.key.password", "ssl.endpoint.identification.algorithm",
+    "on_commit", "error_cb", "throttle_cb", "stats_cb", "oauth_cb", "logger",
     "session.timeout.ms", "heartbeat.interval.ms",
 })  # fmt: skip
 # Where a consumerConfig key the worker owns is set instead, when the spec has a field for it.
 SPEC_FIELD_OF_CONSUMER_KEY = {
+    **dict.fromkeys(
+        (
+            "ssl.ca.location",
+            "ssl.ca.pem",
+            "ssl.certificate.location",
+            "ssl.certificate.pem",
+            "ssl.key.location",
+            "ssl.key.pem",
+            "ssl.key.password",
+            "ssl.endpoint.identification.algorithm",
+        ),
+        "spec.source.tls (certificates from Secrets)",
+    ),
+    **dict.fromkeys(
+        ("sasl.mechanism", "sasl.mechanisms", "sasl.username", "sasl.password"),
+        "spec.source.auth (a login from a Secret)",
+    ),
     "session.timeout.ms": "spec.source.sessionTimeoutMs",
     "heartbeat.interval.ms": "spec.source.sessionTimeoutMs (the heartbeat is a fifth of it)",
 }
@@ -93,6 +112,54 @@ class EnvCredentials(SpecModel):
     password_env: EnvVarName = Field(description="Environment variable holding the password.")
 
 
+SecretName = Annotated[DnsSubdomain, Field(description="A Secret in the pipeline's namespace.")]
+SecretKey = Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)]
+
+
+class CaCertificate(SpecModel):
+    """A CA bundle (PEM) in a Secret, e.g. the `ca.crt` of a cert-manager or Strimzi CA Secret."""
+
+    secret: SecretName
+    key: SecretKey = Field(default="ca.crt", description="The key holding the PEM bundle.")
+
+
+class ClientCertificate(SpecModel):
+    """A client certificate and its private key (PEM), e.g. a `kubernetes.io/tls` Secret, for mutual TLS."""
+
+    secret: SecretName
+    certificate: SecretKey = Field(default="tls.crt", description="The key holding the certificate (chain).")
+    key: SecretKey = Field(default="tls.key", description="The key holding the unencrypted private key.")
+
+
+class TlsSpec(SpecModel):
+    """TLS to the servers, with certificates from Secrets that the operator mounts into the worker pods."""
+
+    ca: CaCertificate | None = Field(default=None, description="Trusted CAs; unset: the image's system CAs.")
+    client_certificate: ClientCertificate | None = Field(
+        default=None, description="Presented to the servers (mutual TLS)."
+    )
+    verify_hostname: bool = Field(
+        default=True, description="Check that a server's certificate names the address it was reached at."
+    )
+
+
+class Login(SpecModel):
+    """A username and password from one Secret (its keys `username` and `password` unless told)."""
+
+    secret: SecretName
+    username_key: SecretKey = Field(default="username", description="The key holding the username.")
+    password_key: SecretKey = Field(default="password", description="The key holding the password.")
+
+
+class SaslLogin(Login):
+    """A SASL login to the brokers (security.protocol SASL_SSL with tls, else SASL_PLAINTEXT)."""
+
+    mechanism: SaslMechanism = Field(default="SCRAM-SHA-512", description="The SASL mechanism.")
+
+
+LEGACY_SECURITY = ("security_protocol", "sasl_mechanism", "ssl_ca_location", "credentials")
+
+
 class SourceSpec(SpecModel):
     """The Kafka topics to consume and how to reach the brokers."""
 
@@ -116,10 +183,20 @@ class SourceSpec(SpecModel):
     consumer_config: dict[str, str | int | bool] = Field(
         default_factory=dict, description="Extra librdkafka settings; those the worker owns are refused."
     )
-    security_protocol: SecurityProtocol = Field(default="PLAINTEXT", description="Broker security protocol.")
-    sasl_mechanism: SaslMechanism | None = Field(default=None, description="Required with SASL_* protocols.")
-    ssl_ca_location: str | None = Field(default=None, min_length=1, description="CA file path, for *SSL.")
-    credentials: EnvCredentials | None = Field(default=None, description="SASL login; with SASL_* only.")
+    tls: TlsSpec | None = Field(default=None, description="TLS to the brokers; certificates from Secrets.")
+    auth: SaslLogin | None = Field(default=None, description="SASL login to the brokers, from a Secret.")
+    security_protocol: SecurityProtocol = Field(
+        default="PLAINTEXT", description="Older style (unset with tls or auth): the broker security protocol."
+    )
+    sasl_mechanism: SaslMechanism | None = Field(
+        default=None, description="Older style: the SASL mechanism, with SASL_* protocols."
+    )
+    ssl_ca_location: str | None = Field(
+        default=None, min_length=1, description="Older style: a CA file path in the image, for *SSL."
+    )
+    credentials: EnvCredentials | None = Field(
+        default=None, description="Older style: SASL login from environment variables, with SASL_* only."
+    )
 
     @field_validator("topics")
     @classmethod
@@ -140,6 +217,15 @@ class SourceSpec(SpecModel):
 
     @model_validator(mode="after")
     def _consistent_security(self) -> SourceSpec:
+        if self.tls is not None or self.auth is not None:
+            # securityProtocol's default (PLAINTEXT) is what the API server stores when it is not given.
+            legacy = [to_camel(name) for name in LEGACY_SECURITY if getattr(self, name) not in (None, "PLAINTEXT")]
+            if legacy:
+                raise ValueError(
+                    f"{', '.join(legacy)}: tls and auth replace securityProtocol, saslMechanism, sslCaLocation and "
+                    "credentials (the protocol follows from them); use one style"
+                )
+            return self
         sasl = self.security_protocol.startswith("SASL_")
         if sasl and (self.sasl_mechanism is None or self.credentials is None):
             raise ValueError(f"securityProtocol {self.security_protocol} needs saslMechanism and credentials")
@@ -148,6 +234,13 @@ class SourceSpec(SpecModel):
         if self.ssl_ca_location is not None and not self.security_protocol.endswith("SSL"):
             raise ValueError("sslCaLocation needs securityProtocol SSL or SASL_SSL")
         return self
+
+    @property
+    def protocol(self) -> SecurityProtocol:
+        """The security protocol: from tls and auth when either is set, else securityProtocol."""
+        if self.tls is None and self.auth is None:
+            return self.security_protocol
+        return "SASL_SSL" if self.tls and self.auth else "SSL" if self.tls else "SASL_PLAINTEXT"
 
 
 class FieldMapping(SpecModel):
@@ -351,7 +444,17 @@ class SinkSpec(SpecModel):
         "overwrite a newer version of a row.",
     )
     create_table: TableDefinition | None = Field(default=None, description="Created at start-up if missing.")
-    credentials: EnvCredentials | None = Field(default=None, description="Cassandra login.")
+    tls: TlsSpec | None = Field(default=None, description="TLS to Cassandra (client_encryption_options).")
+    auth: Login | None = Field(default=None, description="Cassandra login (PasswordAuthenticator), from a Secret.")
+    credentials: EnvCredentials | None = Field(
+        default=None, description="Older style: Cassandra login from environment variables (not with auth)."
+    )
+
+    @model_validator(mode="after")
+    def _one_login(self) -> SinkSpec:
+        if self.auth is not None and self.credentials is not None:
+            raise ValueError("set auth (a Secret) or credentials (environment variables), not both")
+        return self
 
     def endpoints(self) -> list[tuple[str, int]]:
         """The contact points as (host, port)."""

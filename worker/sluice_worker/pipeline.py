@@ -76,12 +76,12 @@ class PipelineWorker:
         return self._deadline is not None
 
     def run(self) -> int:
-        if not connect_with_retry(self._sink, self._backoff, lambda: self.stopping):
+        if not connect_with_retry(self._sink, self._backoff, lambda: self.stopping, self.health.sink_down):
             return 0
         self._set_sink_up(True)
-        pod = self.settings.pod_name
-        self._consumer = Consumer({**consumer_config(self.pipeline, pod), "on_commit": self._on_commit})
-        self._dlq = DeadLetterPublisher(worker_client_config(self.pipeline, pod))
+        callbacks = {"on_commit": self._on_commit, "error_cb": self.health.kafka_failed}
+        self._consumer = Consumer({**consumer_config(self.pipeline, self.settings), **callbacks})
+        self._dlq = DeadLetterPublisher(worker_client_config(self.pipeline, self.settings))
         self._consumer.subscribe(
             list(self.spec.source.topics),
             on_assign=self._on_assign,

@@ -10,13 +10,16 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from .dead_letters import SLUICE_HEADERS, SOURCE_TOPIC
 from .kafka import Headers, message_headers, worker_client_config
 from .model import DataPipeline
+from .settings import WorkerSettings
 
 log = logging.getLogger("sluice.replay")
 
 
-def replay_dead_letters(pipeline: DataPipeline, pod_name: str | None, rate: float, idle_seconds: float = 5.0) -> int:
+def replay_dead_letters(
+    pipeline: DataPipeline, settings: WorkerSettings, rate: float, idle_seconds: float = 5.0
+) -> int:
     """Moves every dead letter of `pipeline` (the environment's overrides applied) back to the topic it came
-    from, with the worker's client settings; returns how many.
+    from, with the worker's client settings (pod name, mounted credentials); returns how many.
 
     Offsets on the dead-letter topic are committed (group `<groupId>.replay-dlq`) only after the producer
     has the republished messages acknowledged, so an interrupted replay resumes without losing any.
@@ -24,7 +27,7 @@ def replay_dead_letters(pipeline: DataPipeline, pod_name: str | None, rate: floa
     """
     spec = pipeline.spec
     dead_letter_topics = sorted({spec.delivery.dead_letter_topic_for(t) for t in spec.source.topics})
-    client = worker_client_config(pipeline, pod_name)
+    client = worker_client_config(pipeline, settings)
     consumer = Consumer(
         {
             **client,

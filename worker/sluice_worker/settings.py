@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .credentials import CREDENTIALS_DIR
 from .model import DataPipeline
 
 
@@ -25,6 +26,9 @@ class WorkerSettings(BaseSettings):
         default=None,
         gt=0,
         description="Seconds from SIGTERM to exit. Default: terminationGracePeriodSeconds minus shutdownMarginSeconds.",
+    )
+    credentials_dir: Path = Field(
+        default=CREDENTIALS_DIR, description="Where the operator mounts the Secrets of spec.source/sink.tls and auth."
     )
     write_timeout_seconds: float = Field(default=10.0, gt=0, description="Cassandra request timeout.")
     termination_log: Path = Field(

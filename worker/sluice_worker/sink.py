@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from cassandra import ConsistencyLevel, InvalidRequest  # type: ignore[attr-defined]
 from cassandra.auth import PlainTextAuthProvider
@@ -16,6 +17,7 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, N
 from cassandra.policies import ConstantReconnectionPolicy, DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import UNSET_VALUE, BatchStatement, BatchType, BoundStatement, PreparedStatement, Statement
 
+from .credentials import CREDENTIALS_DIR, cassandra_login, cassandra_ssl_context
 from .deadline import Deadline
 from .model import SinkSpec
 from .transform import Row
@@ -46,8 +48,15 @@ class CassandraSink:
 
     rows_per_batch = ROWS_PER_BATCH
 
-    def __init__(self, spec: SinkSpec, columns: Sequence[str], request_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        spec: SinkSpec,
+        columns: Sequence[str],
+        request_timeout: float = 10.0,
+        credentials_dir: Path = CREDENTIALS_DIR,
+    ) -> None:
         self.spec = spec
+        self.credentials_dir = credentials_dir
         self.columns = list(columns)
         self.request_timeout = request_timeout
         self._connection: _Connection | None = None  # replaced whole, so the loop never sees half of a new one
@@ -76,6 +85,7 @@ class CassandraSink:
             port=endpoints[0][1],
             execution_profiles={EXEC_PROFILE_DEFAULT: profile},
             auth_provider=self._auth(),
+            ssl_context=cassandra_ssl_context(self.spec.tls, self.credentials_dir) if self.spec.tls else None,
             protocol_version=PROTOCOL_VERSION,
             connect_timeout=5,
             control_connection_timeout=5,
@@ -125,6 +135,8 @@ class CassandraSink:
         old.cluster.shutdown()
 
     def _auth(self) -> PlainTextAuthProvider | None:
+        if self.spec.auth is not None:
+            return PlainTextAuthProvider(*cassandra_login(self.spec.auth, self.credentials_dir))
         creds = self.spec.credentials
         if creds is None:
             return None

@@ -162,14 +162,21 @@ class Writes:
         heapq.heapify(self._retries)
 
 
-def connect_with_retry(sink: Sink, backoff: Callable[[int], float], stop: Callable[[], bool]) -> bool:
-    """Connects, retrying with `backoff(attempt)` seconds between tries until connected or `stop()`."""
+def connect_with_retry(
+    sink: Sink,
+    backoff: Callable[[int], float],
+    stop: Callable[[], bool],
+    failed: Callable[[str], None] = lambda _: None,
+) -> bool:
+    """Connects, retrying with `backoff(attempt)` seconds between tries until connected or `stop()`; each
+    failure is told to `failed` in words (for /readyz)."""
     attempt = 0
     while not stop():
         try:
             sink.connect()
             return True
         except Exception as exc:
+            failed(str(exc))
             delay = backoff(attempt)
             log.warning("cannot connect to Cassandra: %s; retrying in %.1fs", exc, delay)
             deadline = time.monotonic() + delay
