@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import yaml
+from sluice_worker.credentials import CREDENTIALS_DIR, secret_items
 from sluice_worker.model import DataPipeline
 
 from .api import (
@@ -27,6 +28,7 @@ HTTP_PORT: Final = 8080
 WORKER_CONTAINER: Final = "worker"
 WORKER_UID: Final = 10001  # the uid and gid of the `sluice` user in Dockerfile.worker
 CONFIG_HASH: Final = "sluice.dev/config-hash"
+CREDENTIALS_VERSION: Final = "sluice.dev/credentials-version"  # changes with the Secrets: a rotation rolls pods
 WORKER: Final = "sluice-worker"
 
 # Spec fields that shape the Deployment rather than the worker's config: changing them must not change the
@@ -61,14 +63,19 @@ def build_children(
     *,
     default_image: str,
     progress_deadline_seconds: int,
+    credentials_version: str | None = None,
 ) -> Children:
-    """The children of a pipeline whose last status is `status` (where the autoscaler keeps its decision)."""
+    """The children of a pipeline whose last status is `status` (where the autoscaler keeps its decision);
+    `credentials_version` versions the Secrets it mounts (see credentials.resolve)."""
     config = worker_config(pipeline)
     digest = config_hash(config)
     count = workers(pipeline, status)
+    deployment = _deployment(owner, pipeline, default_image, digest, progress_deadline_seconds, count)
+    if credentials_version is not None:
+        deployment["spec"]["template"]["metadata"]["annotations"][CREDENTIALS_VERSION] = credentials_version
     return Children(
         configmap=_configmap(owner, config),
-        deployment=_deployment(owner, pipeline, default_image, digest, progress_deadline_seconds, count),
+        deployment=deployment,
         config_hash=digest,
         workers=count,
         disruption_budget=_disruption_budget(owner, pipeline),
@@ -166,6 +173,11 @@ def _container(owner: Owner, pipeline: DataPipeline, default_image: str) -> dict
         "volumeMounts": [
             {"name": "pipeline", "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},  # the image writes nothing else: HOME and WORKDIR are /tmp
+            *(
+                [{"name": "credentials", "mountPath": str(CREDENTIALS_DIR), "readOnly": True}]
+                if secret_items(spec)
+                else []
+            ),
         ],
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -228,12 +240,25 @@ def _deployment(
                     "volumes": [
                         {"name": "pipeline", "configMap": {"name": configmap_name(owner.name)}},
                         {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                        *_credentials_volume(pipeline),
                     ],
                     **_placement(pipeline),
                 },
             },
         },
     }
+
+
+def _credentials_volume(pipeline: DataPipeline) -> list[dict[str, Any]]:
+    """The Secret keys of spec.source/sink tls and auth as files `<side>/<file>` (see sluice_worker.credentials),
+    readable by the worker's group only; none when the spec names no Secret."""
+    by_secret: dict[str, list[dict[str, str]]] = {}
+    for item in secret_items(pipeline.spec):
+        by_secret.setdefault(item.secret, []).append({"key": item.key, "path": item.path})
+    if not by_secret:
+        return []
+    sources = [{"secret": {"name": name, "items": items}} for name, items in by_secret.items()]
+    return [{"name": "credentials", "projected": {"sources": sources, "defaultMode": 0o440}}]
 
 
 def _disruption_budget(owner: Owner, pipeline: DataPipeline) -> Manifest | None:

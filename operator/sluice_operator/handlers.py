@@ -32,6 +32,9 @@ COMPONENT: Final = "sluice-operator"
 CHILD_ATTEMPTS: Final = 3
 SLOW_RETRY_SECONDS: Final = 60.0
 MAX_RETRY_SECONDS: Final = 300.0
+# A Secret a pipeline names but that does not exist yet is looked for again, at most this far apart (the operator
+# may get Secrets by name, not watch them).
+CREDENTIALS_RETRY_SECONDS: Final = 60.0
 # Spec fields whose change is told by its own event rather than "Updated".
 _OWN_EVENTS: Final = frozenset({"replicas", "paused", "autoscaling"})
 
@@ -166,7 +169,11 @@ class Handlers:
             raise kopf.TemporaryError(
                 f"reconcile failed (retry {retry + 1} in {delay:.0f}s): {error}", delay=delay
             ) from error
-        self.post(outcome.body, change_events(role, diff, outcome))
+        if retry == 0:  # told once; the retries below only look again
+            self.post(outcome.body, change_events(role, diff, outcome))
+        if outcome.problem is not None and outcome.problem[0] == "CredentialsMissing":
+            delay = min(self.retry_delay * 2 ** min(retry, 10), CREDENTIALS_RETRY_SECONDS)
+            raise kopf.TemporaryError(f"{outcome.problem[1]} (looked for again in {delay:.0f}s)", delay=delay)
 
     def on_child(self, type: str | None, body: kopf.Body, resource: kopf.Resource, **_: Any) -> None:
         """A child changed or went away: reconcile its pipeline (the initial listing is left to resume)."""

@@ -28,21 +28,20 @@ class LagUnavailable(Exception):
     """The group's offsets cannot be read now (broker unreachable, topic missing, SASL, ...)."""
 
 
-def admin_config(source: SourceSpec) -> dict[str, str]:
-    """The admin client's settings for a pipeline's brokers. Raises LagUnavailable for SASL.
-
-    SASL credentials are environment variables of the workers, from a Secret the operator may not read.
-    """
-    if source.security_protocol.startswith("SASL_"):
+def admin_config(source: SourceSpec, credentials: Mapping[str, str] | None = None) -> dict[str, str | int | float]:
+    """The admin client's settings for a pipeline's brokers: the workers' own (client_config), with the values
+    of source.tls and source.auth's Secrets. Raises LagUnavailable for the older SASL style, whose login is in
+    the workers' environment only."""
+    if source.tls is None and source.auth is None and source.security_protocol.startswith("SASL_"):
         raise LagUnavailable(
-            f"securityProtocol {source.security_protocol}: the operator has no SASL credentials (only the "
-            "workers read them), so it cannot read the lag"
+            f"securityProtocol {source.security_protocol} with credentials from environment variables: only the "
+            "workers have the login, so the operator cannot read the lag; spec.source.auth (a Secret) gives it both"
         )
-    return client_config(source, "sluice-operator")
+    return client_config(source, "sluice-operator", credentials)
 
 
-def _key(config: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted(config.items()))
+def _key(config: Mapping[str, str | int | float]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((key, str(value)) for key, value in config.items()))
 
 
 class OffsetReader:
@@ -53,8 +52,8 @@ class OffsetReader:
         self._clients: dict[tuple[tuple[str, str], ...], AdminClient] = {}
         self._guard = threading.Lock()
 
-    def _client(self, source: SourceSpec) -> AdminClient:
-        config = admin_config(source)
+    def _client(self, source: SourceSpec, credentials: Mapping[str, str] | None) -> AdminClient:
+        config = admin_config(source, credentials)
         with self._guard:
             key = _key(config)
             if key not in self._clients:
@@ -69,16 +68,17 @@ class OffsetReader:
         except (KafkaException, TimeoutError) as error:
             raise LagUnavailable(f"{what}: {error}") from error
 
-    async def read(self, source: SourceSpec, group_id: str) -> Snapshot:
-        """The earliest, latest and committed offset of every partition of the source topics.
+    async def read(self, source: SourceSpec, group_id: str, credentials: Mapping[str, str] | None = None) -> Snapshot:
+        """The earliest, latest and committed offset of every partition of the source topics; `credentials`:
+        the values of source.tls and source.auth's Secrets by file name.
 
         Raises LagUnavailable; then the admin client is dropped, so a dead cluster keeps no client reconnecting.
         """
         try:
-            return await self._read(self._client(source), source, group_id)
+            return await self._read(self._client(source, credentials), source, group_id)
         except LagUnavailable:
             with self._guard:
-                self._clients.pop(_key(admin_config(source)), None)
+                self._clients.pop(_key(admin_config(source, credentials)), None)
             raise
 
     async def _read(self, admin: AdminClient, source: SourceSpec, group_id: str) -> Snapshot:

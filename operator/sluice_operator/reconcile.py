@@ -11,7 +11,7 @@ from typing import Any
 
 from sluice_worker.model import DataPipeline, PipelineError
 
-from . import builders, status, workers
+from . import builders, credentials, status, workers
 from .api import (
     CONFIGMAPS,
     DEPLOYMENTS,
@@ -164,12 +164,17 @@ class Reconciler:
             if conflict := _conflict(kind, obj, owner):
                 return self._failed(body, live["Deployment"], ("NameConflict", conflict), pipeline)
 
+        try:  # before the workers are rolled onto them: a missing Secret leaves the running workers alone
+            secrets = credentials.resolve(self.kube, owner.namespace, pipeline.spec)
+        except credentials.CredentialsProblem as problem:
+            return self._failed(body, live["Deployment"], ("CredentialsMissing", str(problem)), pipeline)
         children = builders.build_children(
             owner,
             pipeline,
             body.get("status") or {},
             default_image=self.settings.default_worker_image,
             progress_deadline_seconds=self.settings.progress_deadline_seconds,
+            credentials_version=secrets.version,
         )
         repaired = self._drift(key, observed)
         applied: dict[str, Obj] = {}

@@ -12,7 +12,7 @@ from typing import Any
 
 from sluice_worker.model import DataPipeline, PipelineError
 
-from . import status
+from . import credentials, status
 from .api import PIPELINES, Obj, rfc3339, validated
 from .autoscaling import Decision, History, decide, recommend, scale_up_blocker
 from .builders import workers
@@ -100,10 +100,19 @@ class Scaler:
             return Check(body)  # the reconciler reports it (InvalidSpec)
         memory = self._remember((meta["namespace"], meta["name"]))
         try:
-            snapshot = await self.reader.read(pipeline.spec.source, pipeline.group_id)
+            login = await asyncio.to_thread(self._source_credentials, pipeline)
+            snapshot = await self.reader.read(pipeline.spec.source, pipeline.group_id, login)
         except LagUnavailable as error:
             return await asyncio.to_thread(self._unavailable, body, pipeline, memory, error)
         return await asyncio.to_thread(self._observed, body, pipeline, memory, snapshot)
+
+    def _source_credentials(self, pipeline: DataPipeline) -> Mapping[str, str]:
+        """The values of spec.source's tls and auth Secrets, read as the workers get them. Raises LagUnavailable."""
+        try:
+            secrets = credentials.resolve(self.kube, pipeline.metadata.namespace, pipeline.spec, sides=("source",))
+        except credentials.CredentialsProblem as problem:
+            raise LagUnavailable(str(problem)) from None
+        return secrets.side("source")
 
     def _unavailable(self, body: Obj, pipeline: DataPipeline, memory: Memory, error: LagUnavailable) -> Check:
         namespace, name = pipeline.metadata.namespace, pipeline.metadata.name

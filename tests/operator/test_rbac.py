@@ -21,10 +21,12 @@ ALLOWED = [
     ("patch", "poddisruptionbudgets.policy", "-n", "any"),  # spec.disruptionBudget
     ("delete", "poddisruptionbudgets.policy", "-n", "any"),  # ... once unset
     ("update", "leases.coordination.k8s.io/sluice-operator", "-n", OPERATOR_NAMESPACE),
+    ("get", "secrets", "-n", "any"),  # those spec.source/sink tls and auth name, by name
 ]
 REFUSED = [
-    ("get", "secrets", "-n", "any"),
-    ("list", "secrets", "--all-namespaces"),
+    ("list", "secrets", "--all-namespaces"),  # never enumerated: only those a pipeline names
+    ("watch", "secrets", "-n", "any"),
+    ("patch", "secrets", "-n", "any"),
     ("create", "pods/exec", "-n", "any"),
     ("create", "pods", "-n", "any"),
     ("get", "pods", "-n", "any"),

@@ -80,6 +80,11 @@ deletes it when the pipeline no longer asks for one; it posts Events.
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, create, patch, delete]
+# The Secrets a pipeline's spec.source/sink tls and auth name, by name only (no list or watch): checked before
+# workers mount them, and the source's login for reading the lag (README "Credentials").
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

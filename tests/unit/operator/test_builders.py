@@ -260,3 +260,29 @@ def test_a_disruption_budget_the_model_refuses_names_the_field(budget: dict[str,
     with pytest.raises(PipelineError) as raised:
         pipeline(disruptionBudget=budget)
     assert expected in str(raised.value), str(raised.value)
+
+
+def test_secrets_are_mounted_as_files_and_their_version_rolls_the_pods() -> None:
+    source = {**pipeline().spec.source.model_dump(by_alias=True, exclude_none=True),
+              "tls": {"ca": {"secret": "kafka-ca"}}, "auth": {"secret": "kafka-login"}}  # fmt: skip
+    model = pipeline(source=source)
+    made = builders.build_children(
+        OWNER, model, {}, default_image="w:1", progress_deadline_seconds=90, credentials_version="v1"
+    ).deployment
+    template = made["spec"]["template"]
+    assert template["metadata"]["annotations"][builders.CREDENTIALS_VERSION] == "v1"
+    (volume,) = [v for v in template["spec"]["volumes"] if v["name"] == "credentials"]
+    assert volume["projected"]["sources"] == [
+        {"secret": {"name": "kafka-ca", "items": [{"key": "ca.crt", "path": "source/ca.crt"}]}},
+        {"secret": {"name": "kafka-login", "items": [{"key": "username", "path": "source/username"},
+                                                     {"key": "password", "path": "source/password"}]}},
+    ]  # fmt: skip
+    assert {"name": "credentials", "mountPath": "/etc/sluice/credentials", "readOnly": True} in (
+        container(made)["volumeMounts"]
+    )
+    config = children(model).configmap["data"][builders.CONFIG_FILE]
+    assert "kafka-login" in config and "password:" not in config  # references only
+    # Without Secrets: no volume, no annotation.
+    plain = deployment(pipeline())["spec"]["template"]
+    assert builders.CREDENTIALS_VERSION not in plain["metadata"]["annotations"]
+    assert all(v["name"] != "credentials" for v in plain["spec"]["volumes"])
