@@ -42,7 +42,11 @@ EVENTS: Final = Resource("v1", "events")
 LEASES: Final = Resource("coordination.k8s.io/v1", "leases")
 PODS: Final = Resource("v1", "pods")
 DISRUPTION_BUDGETS: Final = Resource("policy/v1", "poddisruptionbudgets")
-BY_KIND: Final = {"Deployment": DEPLOYMENTS, "ConfigMap": CONFIGMAPS, "PodDisruptionBudget": DISRUPTION_BUDGETS}
+CRDS: Final = Resource("apiextensions.k8s.io/v1", "customresourcedefinitions")
+BY_KIND: Final = {
+    "Deployment": DEPLOYMENTS, "ConfigMap": CONFIGMAPS, "PodDisruptionBudget": DISRUPTION_BUDGETS,
+    "CustomResourceDefinition": CRDS,
+}  # fmt: skip
 
 
 def deployment_name(pipeline: str) -> str:

@@ -14,7 +14,8 @@ from kubernetes.config import ConfigException
 from pydantic import ValidationError
 from sluice_worker.logs import configure_logging
 
-from .api import PIPELINES, Obj
+from .api import CRD_NAME, FIELD_MANAGER, PIPELINES, Obj
+from .crd import build_crd
 from .handlers import Handlers
 from .kafka import OffsetReader
 from .kube import ApiError, Kube
@@ -109,6 +110,8 @@ async def run(settings: OperatorSettings) -> int:
 
             background.append(asyncio.create_task(elector.keep(on_lost=on_lost)))
         metrics.leader.set(1)
+        if settings.upgrade_crd:
+            await asyncio.to_thread(upgrade_crd, kube)
         reconciler = Reconciler(kube, settings, metrics=metrics)
         scaler = Scaler(kube, OffsetReader(settings.kafka_timeout_seconds), metrics)
         handlers = Handlers(reconciler, settings.retry_delay_seconds, scaler)
@@ -149,6 +152,17 @@ async def run(settings: OperatorSettings) -> int:
     lost = elector is not None and elector.lost
     logger.info("stopped%s", " (the Lease was lost)" if lost else "")
     return 1 if lost else 0
+
+
+def upgrade_crd(kube: Kube) -> None:
+    """Server-side applies the CRD of this operator's model (SLUICE_UPGRADE_CRD); a refusal is logged, not fatal:
+    the operator then runs with the CRD it finds."""
+    try:
+        kube.apply(build_crd(), FIELD_MANAGER)
+    except ApiError as error:
+        logger.warning("could not upgrade the CRD %s (SLUICE_UPGRADE_CRD): %s", CRD_NAME, error)
+        return
+    logger.info("the CRD %s is this operator's", CRD_NAME)
 
 
 def main(argv: list[str] | None = None) -> int:

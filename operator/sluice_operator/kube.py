@@ -103,7 +103,7 @@ class Kube:
         """Server-side apply, taking back fields someone else changed (force)."""
         resource = BY_KIND[manifest["kind"]]
         meta = manifest["metadata"]
-        path = resource.path(meta["namespace"], meta["name"])
+        path = resource.path(meta.get("namespace"), meta["name"])
         query = {"fieldManager": field_manager, "force": "true"}
         return self.request("PATCH", path, manifest, query=query, content_type=APPLY)
 

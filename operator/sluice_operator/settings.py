@@ -64,6 +64,12 @@ class OperatorSettings(BaseSettings):
     lag_interval_seconds: float = Field(
         default=30.0, ge=0, description="Read each pipeline's lag from Kafka and autoscale it this often; 0: never."
     )
+    upgrade_crd: bool = Field(
+        default=False,
+        description="At start, the leader server-side applies the DataPipeline CRD of this operator's own model, so "
+        "that upgrading the operator (helm upgrade) upgrades the CRD. Needs get and patch on that one CRD (the chart "
+        "grants them with upgradeCRD).",
+    )
     ask_workers: bool = Field(
         default=False,
         description="While workers are not ready, ask their /readyz why (pod IP, port 8080) and show it in the "

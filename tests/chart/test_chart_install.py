@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from sluice_operator.crd import build_crd
 from sluice_stack.process import free_port
 
 from ..images.docker import http_status
@@ -101,10 +102,13 @@ def test_chart_installs_on_the_api_server(release: Release, values_file: str) ->
     assert can("list", "deployments.apps", "default") == everywhere
     assert can("update", f"leases.coordination.k8s.io/{release.fullname}", release.namespace)
     assert not can("update", "leases.coordination.k8s.io/someone-else", release.namespace)
+    assert can("get", "secrets", release.watched)  # by name: those a pipeline's tls and auth name
+    crd = "customresourcedefinitions.apiextensions.k8s.io"
+    assert can("patch", f"{crd}/datapipelines.sluice.dev") and not can("patch", f"{crd}/other.example.com")
     # To see workers fail, or ask those not ready why; nothing more of pods.
     assert can("list", "pods", release.watched) and can("watch", "pods", release.watched)
     forbidden = [
-        ("delete", "deployments.apps"), ("update", "deployments.apps"), ("get", "secrets"), ("get", "pods"),
+        ("delete", "deployments.apps"), ("update", "deployments.apps"), ("list", "secrets"), ("get", "pods"),
         ("create", "pods"), ("delete", "pods"), ("create", "pods/exec"),
         ("delete", "datapipelines.sluice.dev"), ("create", "roles.rbac.authorization.k8s.io"),
         ("get", "customresourcedefinitions.apiextensions.k8s.io"),
@@ -125,9 +129,12 @@ def kubeconfig_with_token(release: Release, path: Path) -> Path:
 
 def test_operator_with_the_charts_rbac_reconciles_the_sample(release: Release, tmp_path: Path) -> None:
     release.install("--set", f"watchNamespaces={{{release.watched}}}")
-    release.kubectl(
-        "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds")
-    )  # helm skips CRDs that exist
+    # An older CRD, as a release before spec.disruptionBudget left it (helm skips CRDs that exist): the operator
+    # upgrades it to its own when it starts (upgradeCRD, on by default).
+    older = build_crd()
+    schema = older["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    del schema["disruptionBudget"]
+    release.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=yaml.safe_dump(older))
 
     # The operator configured as the chart's Deployment configures it, run outside the cluster with the
     # chart's ServiceAccount.
@@ -146,6 +153,8 @@ def test_operator_with_the_charts_rbac_reconciles_the_sample(release: Release, t
         operator = subprocess.Popen([str(OPERATOR)], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for("the operator's /healthz", lambda: http_status(f"http://127.0.0.1:{port}/healthz") == 200)
+        crd = json.loads(release.kubectl("get", "crd", "datapipelines.sluice.dev", "-o", "json"))
+        assert crd["spec"]["versions"][0]["schema"] == build_crd()["spec"]["versions"][0]["schema"]
 
         sample = yaml.safe_load((REPO / "examples" / "gophers-r-us.yaml").read_text())
         sample["metadata"]["namespace"] = release.watched

@@ -86,7 +86,8 @@ def test_every_rendering_is_hardened_and_least_privileged(values_file: str) -> N
     for role in find(manifests, "Role") + find(manifests, "ClusterRole"):
         for rule in role["rules"]:
             assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], role["metadata"]["name"]
-            assert "secrets" not in rule["resources"]
+            if "secrets" in rule["resources"]:  # by name only, never enumerated
+                assert (rule["resources"], rule["verbs"]) == (["secrets"], ["get"])
     for manifest in manifests:
         assert manifest["metadata"]["labels"]["app.kubernetes.io/instance"] == "sluice"
 
@@ -102,18 +103,26 @@ def test_default_values_watch_every_namespace_with_one_operator() -> None:
     assert env["SLUICE_WATCH_NAMESPACES"] == ""
     assert env["SLUICE_DEFAULT_WORKER_IMAGE"] == "sluice-worker:0.1.0"
     assert env["SLUICE_LEASE_NAME"] == "sluice" and env["SLUICE_LEASE_NAMESPACE"] == NAMESPACE
-    assert one(manifests, "ClusterRoleBinding")["roleRef"]["name"] == "sluice"
+    assert one(manifests, "ClusterRoleBinding", "sluice")["roleRef"]["name"] == "sluice"
     assert not find(manifests, "Role", "sluice")  # nothing per namespace
+    # upgradeCRD: the operator may read and apply its own CRD, no other.
+    assert env["SLUICE_UPGRADE_CRD"] == "true"
+    assert one(manifests, "ClusterRoleBinding", "sluice-crd")["roleRef"]["name"] == "sluice-crd"
+    assert one(manifests, "ClusterRole", "sluice-crd")["rules"] == [{
+        "apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
+        "resourceNames": ["datapipelines.sluice.dev"], "verbs": ["get", "patch"],
+    }]  # fmt: skip
     assert one(manifests, "ServiceAccount")["metadata"]["name"] == "sluice"
     assert not find(manifests, "PodMonitor")
 
 
 def test_watched_namespaces_get_roles_and_no_cluster_access() -> None:
     manifests = rendered("namespaced.yaml")
-    assert not find(manifests, "ClusterRoleBinding")
+    # Nothing cluster-wide but the one CRD the operator upgrades (upgradeCRD, by resourceNames).
+    assert [b["metadata"]["name"] for b in find(manifests, "ClusterRoleBinding")] == ["sluice-crd"]
     assert [c["metadata"]["name"] for c in find(manifests, "ClusterRole")] == [
-        "sluice-datapipelines-edit", "sluice-datapipelines-view",
-    ]  # fmt: skip  # for people, bound by the built-in roles
+        "sluice-crd", "sluice-datapipelines-edit", "sluice-datapipelines-view",
+    ]  # fmt: skip  # the last two for people, bound by the built-in roles
     roles = {r["metadata"]["namespace"]: r for r in find(manifests, "Role", "sluice")}
     bindings = {b["metadata"]["namespace"] for b in find(manifests, "RoleBinding", "sluice")}
     assert set(roles) == bindings == {"team-a", "team-b"}
@@ -152,8 +161,9 @@ def test_existing_service_account_and_pod_monitor() -> None:
     assert not find(manifests, "ServiceAccount")
     pod = one(manifests, "Deployment", "sluice-operator")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "platform-operators"
-    assert one(manifests, "ClusterRoleBinding")["subjects"][0]["name"] == "platform-operators"
-    assert [c["metadata"]["name"] for c in find(manifests, "ClusterRole")] == ["sluice-operator"]
+    for binding in find(manifests, "ClusterRoleBinding"):  # its own and the CRD's
+        assert binding["subjects"][0]["name"] == "platform-operators"
+    assert [c["metadata"]["name"] for c in find(manifests, "ClusterRole")] == ["sluice-operator", "sluice-operator-crd"]
     monitor = one(manifests, "PodMonitor")
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
     assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == "sluice-worker"
