@@ -8,6 +8,7 @@ import socket
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from operator_harness import (
 )
 from sluice_operator.api import DEPLOYMENTS
 from sluice_operator.kube import Kube
+from sluice_stack.kafka import SCRAM_USER
 
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]
 
@@ -265,3 +267,26 @@ def test_a_lag_the_operator_cannot_read_is_told_once_and_leaves_the_workers(
     start, end = header.index("LAG"), header.index("TOPICS")  # the columns are aligned: read the LAG cell
     assert row[start:end].strip() == "", row
     assert workers(admin, namespace) == 3
+
+
+def test_a_secured_clusters_lag_is_read_with_the_pipelines_secrets_and_scales_the_workers(
+    operator: Operator, kubectl: Kubectl, admin: Kube, namespace: str, topic: Topic, kafka: Any
+) -> None:
+    # The workers' brokers over SASL_SSL: the operator reads the lag with the CA and the login of their Secrets.
+    tls_dir = Path(kafka.service.endpoints["tls_dir"])
+    user, password = SCRAM_USER
+    kubectl.run("create", "secret", "generic", "kafka-ca", f"--from-file=ca.crt={tls_dir / 'ca.crt'}", "-n", namespace)
+    kubectl.run("create", "secret", "generic", "kafka-login", f"--from-literal=username={user}",
+                f"--from-literal=password={password}", "-n", namespace)  # fmt: skip
+    manifest = autoscaled(namespace, topic)
+    manifest["spec"]["source"].update(
+        bootstrapServers=kafka.service.endpoints["sasl_ssl"],
+        tls={"ca": {"secret": "kafka-ca"}},
+        auth={"secret": "kafka-login", "mechanism": "SCRAM-SHA-512"},
+    )
+    topic.produce(300)
+    kubectl.apply(manifest)
+    wait_for(lambda: status(admin, namespace).get("lag") == 300, what="status.lag 300 over SASL_SSL")
+    wait_for(lambda: workers(admin, namespace) == 3, what="3 workers")
+    assert messages(admin, namespace, "LagUnknown") == []
+    assert printed(kubectl, namespace)["LAG"] == "300"
