@@ -72,8 +72,9 @@ class Cluster(KindCluster):  # type: ignore[misc]
     def delete(self) -> None:
         run([str(self.kind_path), "delete", "cluster", "--name", self.name], timeout=300)
 
-    def load(self, image: str) -> None:
-        run([str(self.kind_path), "load", "docker-image", "--name", self.name, image], timeout=600)
+    def load(self, *images: str) -> None:
+        """Loads images into the nodes in one archive: the layers they share (a JRE, a Python) go once."""
+        run([str(self.kind_path), "load", "docker-image", "--name", self.name, *images], timeout=600)
 
     def kubectl(self, *args: str, stdin: str | None = None, timeout: float = 300) -> str:
         return run([str(self.kubectl_path), *args], env=self.env, stdin=stdin, timeout=timeout)
@@ -107,14 +108,14 @@ class Cluster(KindCluster):  # type: ignore[misc]
 
     def install(self, images: dict[str, str], *helm_args: str) -> None:
         """Loads the images, installs the chart (operator and CRD), starts Kafka, Cassandra and the toolbox."""
-        for role in ("worker", "operator", "kafka", "cassandra"):
-            self.load(images[role])
+        self.load(*(images[role] for role in ("worker", "operator", "kafka", "cassandra")))
+        # Kafka and Cassandra first: they start while helm waits for the operator.
+        self.apply(*data_services(images))
+        self.apply(toolbox_pod(images["worker"]))
         repository, tag = images["operator"].rsplit(":", 1)
         self.helm("install", RELEASE, str(REPO_DIR / "charts" / "sluice"), "--namespace", OPERATOR_NAMESPACE,
                   "--create-namespace", "--wait", "--timeout=5m", f"--set=image.repository={repository}",
                   f"--set=image.tag={tag}", f"--set=defaultWorkerImage={images['worker']}", *helm_args)  # fmt: skip
-        self.apply(*data_services(images))
-        self.apply(toolbox_pod(images["worker"]))
         for name in ("kafka", "cassandra"):
             self.rollout("statefulset", name, DATA)
         self.kubectl("wait", "pod/toolbox", "-n", DATA, "--for=condition=Ready", "--timeout=300s", timeout=320)
