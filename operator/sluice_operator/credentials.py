@@ -19,6 +19,7 @@ from .api import Obj, Resource
 from .kube import ApiError, Kube
 
 SECRETS: Final = Resource("v1", "secrets")
+REASON: Final = "CredentialsMissing"  # the Ready condition's reason while a Secret or key cannot be read
 
 
 class CredentialsProblem(Exception):

@@ -11,6 +11,7 @@ from typing import Any, Final, Literal
 import kopf
 from sluice_worker.model import PipelineSpec
 
+from . import credentials
 from .api import (
     FIELD_MANAGER,
     GROUP,
@@ -171,7 +172,7 @@ class Handlers:
             ) from error
         if retry == 0:  # told once; the retries below only look again
             self.post(outcome.body, change_events(role, diff, outcome))
-        if outcome.problem is not None and outcome.problem[0] == "CredentialsMissing":
+        if outcome.problem is not None and outcome.problem[0] == credentials.REASON:
             delay = min(self.retry_delay * 2 ** min(retry, 10), CREDENTIALS_RETRY_SECONDS)
             raise kopf.TemporaryError(f"{outcome.problem[1]} (looked for again in {delay:.0f}s)", delay=delay)
 

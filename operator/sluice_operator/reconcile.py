@@ -167,7 +167,7 @@ class Reconciler:
         try:  # before the workers are rolled onto them: a missing Secret leaves the running workers alone
             secrets = credentials.resolve(self.kube, owner.namespace, pipeline.spec)
         except credentials.CredentialsProblem as problem:
-            return self._failed(body, live["Deployment"], ("CredentialsMissing", str(problem)), pipeline)
+            return self._failed(body, live["Deployment"], (credentials.REASON, str(problem)), pipeline)
         children = builders.build_children(
             owner,
             pipeline,

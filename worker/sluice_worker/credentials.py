@@ -22,7 +22,6 @@ USERNAME_FILE: Final = "username"
 PASSWORD_FILE: Final = "password"
 
 Side = Literal["source", "sink"]
-SIDES: Final[tuple[Side, ...]] = ("source", "sink")
 
 
 @dataclass(frozen=True)
