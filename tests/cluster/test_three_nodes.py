@@ -36,7 +36,8 @@ def test_a_cassandra_node_killed_mid_stream_writes_go_on_at_quorum_and_it_rejoin
         node.kill()
         try:
             _progress(worker, 300, "300 rows written at LOCAL_QUORUM with one of three nodes dead")
-            assert worker.ready(), "two of three replicas answer: the worker must stay ready"
+            status, why = worker.readyz()
+            assert status == 200, f"two of three replicas answer: the worker must stay ready; /readyz: {status} {why}"
             producing.join(60)
             rows = pipeline.wait_for_rows(EVENTS)
             wait_for("every offset committed", lambda: pipeline.committed() == {0: EVENTS})
