@@ -9,6 +9,7 @@ prints one JSON document. It imports nothing of the tests and nothing but the wo
     departments TABLE                 {department: rows}
     offsets GROUP TOPIC               {"committed": sum, "end": sum} over the topic's partitions
     members GROUP                     {"members": [[client id, [partitions]], ...]} of the consumer group
+    scram-user NAME PASSWORD          a SCRAM-SHA-512 login for the SASL_PLAINTEXT listener (made or replaced)
 """
 
 from __future__ import annotations
@@ -115,6 +116,22 @@ def members(group: str) -> dict[str, Any]:
     return {"state": str(described.state), "members": sorted(found)}
 
 
+def scram_user(name: str, password: str) -> dict[str, Any]:
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
+        AdminClient,
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
+
+    admin = AdminClient({"bootstrap.servers": KAFKA})
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
+    upsert = UserScramCredentialUpsertion(name, info, password.encode())
+    for future in admin.alter_user_scram_credentials([upsert], request_timeout=30).values():
+        future.result(timeout=30)
+    return {"user": name, "mechanism": "SCRAM-SHA-512"}
+
+
 def main(argv: list[str]) -> None:
     command, args = argv[0], argv[1:]
     if command == "produce":
@@ -129,6 +146,8 @@ def main(argv: list[str]) -> None:
         result = offsets(args[0], args[1])
     elif command == "members":
         result = members(args[0])
+    elif command == "scram-user":
+        result = scram_user(args[0], args[1])
     else:
         raise SystemExit(f"unknown command {command!r}")
     print(json.dumps(result))

@@ -5,7 +5,9 @@ offset committed. Skipped, with the reason, only where no container can run at a
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import subprocess
 import threading
 import time
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from sluice_stack.kind import DATA, OPERATOR_NAMESPACE, RELEASE, Cluster, build_images
+from sluice_stack.kind import DATA, KAFKA, OPERATOR_NAMESPACE, RELEASE, Cluster, build_images
 from sluice_stack.kind import sample_pipeline as sample
 
 from ..images.docker import REPO
@@ -368,6 +370,48 @@ def test_paused_pipeline_keeps_its_offsets_and_resumes_where_it_stopped(cluster:
     cluster.kubectl("patch", "dp", PIPELINE, "-n", NAMESPACE, "--type=merge", "-p", '{"spec":{"paused":false}}')
     wait_for("two ready workers", lambda: ready_workers(cluster) == 2, timeout=300, interval=2)
     all_written(cluster, stream)
+
+
+def test_a_kafka_login_from_a_secret_writes_and_reads_lag_and_the_password_shows_nowhere(cluster: Cluster) -> None:
+    """A SCRAM-SHA-512 login to Kafka from a Secret of the `restricted` namespace: the workers write every event,
+    the operator reads the lag with that Secret, and the password is in no ConfigMap, pod, Deployment, status,
+    event or log."""
+    name, user, password = "secured", "e2e-pipeline", secrets.token_urlsafe(18)
+    cluster.toolbox("scram-user", user, password)
+    cluster.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "kafka-login", "namespace": NAMESPACE},
+                   "stringData": {"username": user, "password": password}})  # fmt: skip
+    secured = Stream("secured-events", f"{NAMESPACE}.{name}", "store.secured_events", first=1_000_000)
+    cluster.toolbox("create-topic", secured.topic, "1")
+    manifest = sample(replicas=1)
+    manifest["metadata"]["name"] = name
+    manifest["spec"]["source"].update(
+        bootstrapServers=KAFKA.replace(":9092", ":9094"),  # the SASL_PLAINTEXT listener
+        topics=[secured.topic],
+        auth={"mechanism": "SCRAM-SHA-512", "secret": "kafka-login"},
+    )
+    manifest["spec"]["sink"]["table"] = "secured_events"
+    cluster.apply(manifest)
+    try:
+        wait_for("one ready worker", lambda: ready_workers(cluster, name) == 1, timeout=300, interval=2)
+        produce(cluster, secured, 300)
+        all_written(cluster, secured)
+        wait_for("status.lag 0, read by the operator with the Secret",
+                 lambda: pipeline(cluster, name).get("status", {}).get("lag") == 0, timeout=60, interval=2)  # fmt: skip
+        selector = f"sluice.dev/pipeline={name}"
+        kinds, operator = "configmap,deployment,replicaset,pod", "app.kubernetes.io/name=sluice"
+        seen = {
+            "children": cluster.kubectl("get", kinds, "-n", NAMESPACE, "-l", selector, "-o", "yaml"),
+            "the DataPipeline": cluster.kubectl("get", "dp", name, "-n", NAMESPACE, "-o", "yaml"),
+            "events": cluster.kubectl("get", "events", "-n", NAMESPACE, "-o", "yaml"),
+            "worker logs": cluster.kubectl("logs", "-n", NAMESPACE, "-l", selector, "--tail=-1"),
+            "operator logs": cluster.kubectl("logs", "-n", OPERATOR_NAMESPACE, "-l", operator, "--tail=-1"),
+        }
+        assert "kafka-login" in seen["children"], "the workers do not reference the Secret"
+        encoded = base64.b64encode(password.encode()).decode()
+        leaks = [where for where, text in seen.items() if password in text or encoded in text]
+        assert leaks == [], f"the password shows in {leaks}"
+    finally:
+        cluster.kubectl("delete", "dp", name, "-n", NAMESPACE, "--wait=false")
 
 
 def test_a_pipeline_whose_workers_cannot_start_says_why(cluster: Cluster) -> None:
