@@ -26,7 +26,8 @@ from cassandra.concurrent import execute_concurrent_with_args
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import BatchStatement, BatchType, BoundStatement, PreparedStatement, Statement
 from sluice_worker.pipeline import tune_garbage_collector
-from sluice_worker.sink import PROTOCOL_VERSION, to_cql_value
+from sluice_worker.sink import PROTOCOL_VERSION
+from sluice_worker.statements import to_cql_value
 
 from ..measure import Window
 from ..workload import KEYSPACE, Pipeline, make_events

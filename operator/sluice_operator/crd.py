@@ -29,13 +29,76 @@ _DROPPED = frozenset({"title"})
 
 _DNS_LABEL = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
-# What the schema alone cannot say, as CEL, by path under `spec` (`*`: each value of a map). The rest of the
-# model's checks (e.g. consumerConfig keys, lookups of unknown fields) give the InvalidSpec condition instead.
+
+def _is_column(transform: str, column: str) -> str:
+    """CEL: `column` is a column of the transform at `transform` (a field or a lookup)."""
+    return (
+        f"((has({transform}.fields) && {column} in {transform}.fields) || "
+        f"(has({transform}.lookups) && {column} in {transform}.lookups))"
+    )
+
+
+def _key_columns_cover(transform: str, table: str) -> str:
+    """CEL: every primary key column of createTable at `table` is one a tombstone still has (a field not read
+    from the value, or a lookup of one)."""
+    fields, lookups = f"{transform}.fields", f"{transform}.lookups"
+    from_record = f"(has({fields}) && k in {fields} && {fields}[k].source != 'value')"
+    looked_up = (f"(has({lookups}) && k in {lookups} && has({fields}) && {lookups}[k].field in {fields} && "
+                 f"{fields}[{lookups}[k].field].source != 'value')")  # fmt: skip
+    return f"{table}.primaryKey.all(k, {from_record} || {looked_up})"
+
+
+def _table_rules(transform: str, options: str, where: str) -> list[Schema]:
+    """The CEL of one table's options and mapping: the one-table form (transform, sink) or an entry of tables."""
+    return [
+        {
+            "rule": f"!has({options}.ttlFrom) || {_is_column(transform, options + '.ttlFrom.column')}",
+            "message": f"{where}ttlFrom.column must be a column of the transform's fields or lookups",
+        },
+        {
+            "rule": f"!has({options}.writeTimestampFrom) || "
+            f"{_is_column(transform, options + '.writeTimestampFrom.column')}",
+            "message": f"{where}writeTimestampFrom.column must be a column of the transform's fields or lookups",
+        },
+        {
+            "rule": f"{transform}.tombstones != 'delete' || !has({options}.createTable) || "
+            + _key_columns_cover(transform, f"{options}.createTable"),
+            "message": "transform.tombstones is delete: every primary key column must be read from the key, a header "
+            "or the record (a tombstone has no value to read it from)",
+        },
+    ]
+
+
+# What the schema alone cannot say, as CEL, by path under `spec` (`*`: each value of a map, `[]`: each item of a
+# list). The rest of the model's checks (e.g. consumerConfig keys, lookups of unknown fields, tables' topics)
+# give the InvalidSpec condition instead.
 RULES: Final[dict[str, list[Schema]]] = {
-    "": [{
-        "rule": "self.delivery.shutdownMarginSeconds < self.terminationGracePeriodSeconds",
-        "message": "delivery.shutdownMarginSeconds must be less than terminationGracePeriodSeconds",
-    }],
+    "": [
+        {
+            "rule": "self.delivery.shutdownMarginSeconds < self.terminationGracePeriodSeconds",
+            "message": "delivery.shutdownMarginSeconds must be less than terminationGracePeriodSeconds",
+        },
+        {
+            "rule": "has(self.tables) && size(self.tables) > 0 ? !has(self.transform) && !has(self.sink.table) "
+            ": has(self.transform) && has(self.sink.table)",
+            "message": "set transform and sink.table (one table), or tables (several), not both",
+        },
+        {
+            "rule": "!has(self.tables) || size(self.tables) == 0 || "
+            "!(has(self.sink.ttlFrom) || has(self.sink.writeTimestampFrom) || has(self.sink.createTable))",
+            "message": "sink.ttlFrom, writeTimestampFrom and createTable name columns of one table: with tables, "
+            "set them in each of tables",
+        },
+        *[{**rule, "rule": f"!has(self.transform) || ({rule['rule']})"}
+          for rule in _table_rules("self.transform", "self.sink", "sink.")],  # fmt: skip
+    ],
+    "tables.[]": [
+        *_table_rules("self.transform", "self", ""),
+        {
+            "rule": "!has(self.writeTimestampFrom) || !has(self.useRecordTimestamp) || self.useRecordTimestamp",
+            "message": "writeTimestampFrom sets the write time: useRecordTimestamp false would contradict it",
+        },
+    ],
     "source": [
         {
             "rule": "!has(oldSelf.groupId) || (has(self.groupId) && self.groupId == oldSelf.groupId)",
@@ -74,10 +137,16 @@ RULES: Final[dict[str, list[Schema]]] = {
             "message": "header is required with source 'header', and only allowed with it",
         },
     ],
-    "sink": [{
-        "rule": "!(has(self.auth) && has(self.credentials))",
-        "message": "set auth (a Secret) or credentials (environment variables), not both",
-    }],
+    "sink": [
+        {
+            "rule": "!(has(self.auth) && has(self.credentials))",
+            "message": "set auth (a Secret) or credentials (environment variables), not both",
+        },
+        {
+            "rule": "!has(self.writeTimestampFrom) || self.useRecordTimestamp",
+            "message": "writeTimestampFrom sets the write time: useRecordTimestamp false would contradict it",
+        },
+    ],
     "sink.keyspace": [{"rule": "self == oldSelf", "message": "keyspace is immutable: create a new pipeline"}],
     "sink.table": [{"rule": "self == oldSelf", "message": "table is immutable: create a new pipeline"}],
     "sink.createTable.replication": [{
@@ -198,7 +267,9 @@ def _ordered(node: Schema) -> Schema:
 def _at(schema: Schema, path: str) -> Schema:
     node = schema
     for part in filter(None, path.split(".")):
-        node = node["additionalProperties"] if part == "*" else node["properties"][part]
+        node = (
+            node["additionalProperties"] if part == "*" else node["items"] if part == "[]" else node["properties"][part]
+        )
     return node
 
 

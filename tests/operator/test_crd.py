@@ -57,12 +57,29 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
         (_set("autoscaling", {"enabled": True, "minReplicas": 4, "maxReplicas": 2}),
          "spec.autoscaling.minReplicas: Invalid value: \"object\": minReplicas must not exceed maxReplicas"),
         (_set("autoscaling.targetLagPerReplica", 0), "spec.autoscaling.targetLagPerReplica in body should be greater"),
+        (_set("transform.tombstones", "delete"), "transform.tombstones is delete: every primary key column must be "
+         "read from the key, a header or the record"),
+        (_set("transform.tombstones", "erase"), 'spec.transform.tombstones: Unsupported value: "erase"'),
+        (_set("sink.ttlFrom", {"column": "ttl"}), "sink.ttlFrom.column must be a column of the transform's fields"),
+        (_set("sink.writeTimestampFrom", {"column": "event_time", "unit": "weeks"}),
+         'spec.sink.writeTimestampFrom.unit: Unsupported value: "weeks"'),
+        (lambda spec: spec["sink"].update(writeTimestampFrom={"column": "event_time"}, useRecordTimestamp=False),
+         "writeTimestampFrom sets the write time: useRecordTimestamp false would contradict it"),
+        (_set("tables", [{"table": "more", "transform": {"fields": {"id": {"path": "$.id"}}}}]),
+         "set transform and sink.table (one table), or tables (several), not both"),
+        (lambda spec: spec.update(tables=[{"table": spec["sink"].pop("table"), "transform": spec.pop("transform")}]),
+         "sink.ttlFrom, writeTimestampFrom and createTable name columns of one table: with tables, set them in each"),
+        (lambda spec: spec.update(tables=[{"table": spec["sink"].pop("table"), "transform": spec.pop("transform"),
+                                           "ttlFrom": {"column": "nope"}}]),
+         "spec.tables[0]: Invalid value: \"object\": ttlFrom.column must be a column of the transform's fields"),
     ],
     ids=[
         "no-topics", "negative-replicas", "unknown-consistency", "no-in-flight", "duplicate-topics",
         "bad-keyspace", "sasl-without-credentials", "path-with-key", "grace-below-margin", "backoff",
         "replication", "unknown-field", "bad-quantity", "operator-labels", "bad-account", "toleration-not-object",
-        "autoscaling-bounds", "autoscaling-target",
+        "autoscaling-bounds", "autoscaling-target", "delete-without-key", "tombstone-action", "ttl-column",
+        "timestamp-unit", "timestamp-and-record-time", "tables-and-transform", "tables-with-create-table",
+        "tables-ttl-column",
     ],
 )  # fmt: skip
 def test_invalid_pipelines_are_refused(
@@ -125,6 +142,10 @@ def test_kubectl_explain_describes_every_field(crd: None, kubectl: Kubectl) -> N
     assert "consistency\t<string>" in sink and "Consistency level of writes." in sink
     backoff = kubectl.run("explain", "datapipelines.spec.delivery.retryBackoff.initialMs").stdout
     assert "First delay, in milliseconds." in backoff
+    tombstones = kubectl.run("explain", "dp.spec.transform.tombstones").stdout
+    assert "`delete` the row whose primary key the fields read from the key" in tombstones
+    ttl = kubectl.run("explain", "dp.spec.sink.ttlFrom").stdout
+    assert "Each row's TTL from this column" in ttl and "unit\t<string>" in ttl
     conditions = kubectl.run("explain", "dp.status.conditions.reason").stdout
     assert "Why, as a CamelCase word." in conditions
 

@@ -48,9 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     metrics, health = WorkerMetrics(), Health()
     pipeline = settings.apply_overrides(pipeline)
     source, sink = pipeline.spec.source, pipeline.spec.sink
-    log.info("starting pipeline=%s/%s kafka=%s topics=%s group=%s cassandra=%s table=%s.%s",
+    tables = ",".join(target.name for target in pipeline.spec.targets())
+    log.info("starting pipeline=%s/%s kafka=%s topics=%s group=%s cassandra=%s tables=%s",
              pipeline.metadata.namespace, pipeline.metadata.name, source.bootstrap_servers, ",".join(source.topics),
-             pipeline.group_id, ",".join(sink.contact_points), sink.keyspace, sink.table)  # fmt: skip
+             pipeline.group_id, ",".join(sink.contact_points), tables)  # fmt: skip
     try:
         worker = build_worker(pipeline, settings, metrics, health)
     except PipelineError as exc:  # the Python hook cannot be loaded
@@ -84,9 +85,10 @@ def build_worker(
     from .transform import compile_transform
 
     spec = pipeline.spec
-    sink = CassandraSink(spec.sink, spec.transform.columns(), settings.write_timeout_seconds, settings.credentials_dir)
-    transform = compile_transform(spec.transform, load_hook(spec.transform))
-    return PipelineWorker(pipeline, sink, transform, settings, metrics, health)
+    targets = spec.targets()
+    sink = CassandraSink(spec.sink, targets, settings.write_timeout_seconds, settings.credentials_dir)
+    transforms = [compile_transform(target.transform, load_hook(target.transform)) for target in targets]
+    return PipelineWorker(pipeline, sink, transforms, settings, metrics, health)
 
 
 class _StopSignals:

@@ -16,21 +16,23 @@ log = logging.getLogger("sluice.dlq")
 # Header names on a dead letter; `replay-dlq` reads the source ones back.
 ERROR = "sluice.error"
 REASON = "sluice.reason"
+TABLE = "sluice.table"  # the keyspace.table that refused the message
 SOURCE_TOPIC = "sluice.source.topic"
 SOURCE_PARTITION = "sluice.source.partition"
 SOURCE_OFFSET = "sluice.source.offset"
 SOURCE_TIMESTAMP = "sluice.source.timestamp"
-SLUICE_HEADERS = frozenset({ERROR, REASON, SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET, SOURCE_TIMESTAMP})
+SLUICE_HEADERS = frozenset({ERROR, REASON, TABLE, SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET, SOURCE_TIMESTAMP})
 
 DeliveredCallback = Callable[[KafkaError | None], None]
 
 
-def dead_letter_headers(record: Record, rejection: Rejection) -> Headers:
-    """The message's own headers, then why it was rejected and where it was read."""
+def dead_letter_headers(record: Record, rejection: Rejection, table: str) -> Headers:
+    """The message's own headers, then why and by which table it was rejected, and where it was read."""
     return [
         *record.headers,
         (ERROR, rejection.error.encode()),
         (REASON, rejection.reason.encode()),
+        (TABLE, table.encode()),
         (SOURCE_TOPIC, record.topic.encode()),
         (SOURCE_PARTITION, str(record.partition).encode()),
         (SOURCE_OFFSET, str(record.offset).encode()),
@@ -52,7 +54,9 @@ class DeadLetterPublisher:
             }
         )
 
-    def send(self, topic: str, record: Record, rejection: Rejection, on_delivered: DeliveredCallback) -> None:
+    def send(
+        self, topic: str, record: Record, rejection: Rejection, table: str, on_delivered: DeliveredCallback
+    ) -> None:
         """Queues the dead letter; `on_delivered(error)` runs from `poll()` once the broker answered."""
 
         def delivered(error: KafkaError | None, _message: Message) -> None:
@@ -64,7 +68,7 @@ class DeadLetterPublisher:
                     topic,
                     value=record.value,
                     key=record.key,
-                    headers=dead_letter_headers(record, rejection),
+                    headers=dead_letter_headers(record, rejection, table),
                     timestamp=record.timestamp_ms if record.timestamp_ms > 0 else 0,
                     on_delivery=delivered,
                 )

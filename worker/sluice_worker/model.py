@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal, TypeVar
 
 from pydantic import (
@@ -76,6 +77,7 @@ StartFrom = Literal["earliest", "latest"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 FieldSource = Literal["value", "key", "header", "topic", "partition", "offset", "timestamp"]
+TombstoneAction = Literal["deadLetter", "skip", "delete"]
 CqlType = Literal[
     "text", "ascii", "varchar", "tinyint", "smallint", "int", "bigint", "varint", "float", "double",
     "decimal", "boolean", "timestamp", "date", "uuid", "timeuuid", "blob",
@@ -256,6 +258,11 @@ class FieldMapping(SpecModel):
     path: JsonPath | None = Field(default=None, description="For `value`: e.g. `$.item.name`, `items[0].sku`.")
     header: str | None = Field(default=None, min_length=1, description="For `header`: the header name.")
     type: CqlType | None = Field(default=None, description="CQL type the value is coerced to.")
+    write: bool = Field(
+        default=True,
+        description="false: the column is not inserted; it only feeds lookups, the filter, the hook, "
+        "sink.ttlFrom or sink.writeTimestampFrom.",
+    )
 
     @model_validator(mode="after")
     def _operands_match_source(self) -> FieldMapping:
@@ -337,6 +344,12 @@ class TransformSpec(SpecModel):
         description="Write only the messages that pass, tested after fields and lookups (before the python hook); "
         "the others are skipped, counted in sluice_messages_skipped.",
     )
+    tombstones: TombstoneAction = Field(
+        default="deadLetter",
+        description="A message with no value (a tombstone of a compacted topic or CDC stream): `delete` the row "
+        "whose primary key the fields read from the key, headers or record (not the value), `skip` it (counted "
+        "in sluice_messages_skipped), or `deadLetter` it (the default: nothing deleted or dropped unasked).",
+    )
 
     @field_validator("fields")
     @classmethod
@@ -380,6 +393,15 @@ class TransformSpec(SpecModel):
         """The columns the declarative part produces, in order: fields, then lookups."""
         return [*self.fields, *self.lookups]
 
+    def written_columns(self) -> list[str]:
+        """The columns inserted: those of `columns()` not marked `write: false`."""
+        return [c for c in self.columns() if c in self.lookups or self.fields[c].write]
+
+    def key_columns(self) -> list[str]:
+        """The columns a tombstone still has: fields not read from the value, and lookups of them."""
+        from_record = [c for c, mapping in self.fields.items() if mapping.source != "value"]
+        return [*from_record, *(c for c, lookup in self.lookups.items() if lookup.field in from_record)]
+
 
 class Replication(SpecModel):
     """Replication of a keyspace that the worker creates."""
@@ -407,7 +429,7 @@ class TableDefinition(SpecModel):
     """A keyspace and table the worker creates if missing, so a demo needs no manual CQL."""
 
     columns: dict[str, CqlType] = Field(min_length=1, description="Column -> CQL type.")
-    primary_key: list[str] = Field(min_length=1, description="Partition key column(s), then clustering.")
+    primary_key: list[str] = Field(min_length=1, max_length=16, description="Partition key column(s), then clustering.")
     partition_key_columns: int = Field(default=1, ge=1, description="How many primaryKey columns partition.")
     replication: Replication = Field(default=Replication(), description="Of the keyspace, if created.")
 
@@ -429,19 +451,40 @@ class TableDefinition(SpecModel):
         return self
 
 
+class TimeFrom(SpecModel):
+    """A per-message time taken from a column of the transform: a number in `unit`, or a timestamp."""
+
+    column: str = Field(min_length=1, description="A column of transform.fields or transform.lookups.")
+    unit: Literal["seconds", "milliseconds", "microseconds"] = Field(
+        default="seconds", description="Of a number; a timestamp-typed column (writeTimestampFrom only) needs none."
+    )
+
+
 class SinkSpec(SpecModel):
-    """The Cassandra table rows are written to."""
+    """The Cassandra side: the cluster, and the table transform's rows go to (with spec.tables, the defaults of
+    every table)."""
 
     contact_points: list[HostPort] = Field(min_length=1, description="`host` or `host:port` (port 9042).")
     local_datacenter: str = Field(default="datacenter1", min_length=1, description="Of the contact points.")
-    keyspace: CqlIdentifier = Field(description="Keyspace of the table.")
-    table: CqlIdentifier = Field(description="Table the rows are inserted into.")
+    keyspace: CqlIdentifier = Field(description="Keyspace of the table (with spec.tables: of those naming none).")
+    table: CqlIdentifier | None = Field(
+        default=None, description="Table transform's rows are inserted into; unset with spec.tables."
+    )
     consistency: Consistency = Field(default="LOCAL_QUORUM", description="Consistency level of writes.")
     ttl_seconds: int | None = Field(default=None, ge=1, le=630_720_000, description="Unset: rows never expire.")
     use_record_timestamp: bool = Field(
         default=True,
         description="Write `USING TIMESTAMP` of the Kafka record time, so replays and retries never "
         "overwrite a newer version of a row.",
+    )
+    ttl_from: TimeFrom | None = Field(
+        default=None,
+        description="Each row's TTL from this column (0: never expires); where it is null, ttlSeconds applies.",
+    )
+    write_timestamp_from: TimeFrom | None = Field(
+        default=None,
+        description="`USING TIMESTAMP` from this column, an event time since the epoch (e.g. a CDC change time), "
+        "instead of the Kafka record time; where it is null, the record time applies.",
     )
     create_table: TableDefinition | None = Field(default=None, description="Created at start-up if missing.")
     tls: TlsSpec | None = Field(default=None, description="TLS to Cassandra (client_encryption_options).")
@@ -463,6 +506,80 @@ class SinkSpec(SpecModel):
             host, _, port = point.partition(":")
             endpoints.append((host, int(port) if port else CASSANDRA_PORT))
         return endpoints
+
+
+class TableMapping(SpecModel):
+    """One table of spec.tables: which topics feed it, how their messages become its rows, how they are written.
+    Unset options take the sink's (consistency, ttlSeconds, useRecordTimestamp, keyspace)."""
+
+    table: CqlIdentifier = Field(description="Table the rows are inserted into.")
+    keyspace: CqlIdentifier | None = Field(default=None, description="Unset: sink.keyspace.")
+    topics: list[TopicName] = Field(
+        default_factory=list, description="Source topics whose messages feed this table; unset: all of them."
+    )
+    transform: TransformSpec = Field(description="How each message of those topics becomes a row of this table.")
+    consistency: Consistency | None = Field(default=None, description="Unset: sink.consistency.")
+    ttl_seconds: int | None = Field(default=None, ge=1, le=630_720_000, description="Unset: sink.ttlSeconds.")
+    use_record_timestamp: bool | None = Field(default=None, description="Unset: sink.useRecordTimestamp.")
+    ttl_from: TimeFrom | None = Field(default=None, description="Each row's TTL from this column, as sink.ttlFrom.")
+    write_timestamp_from: TimeFrom | None = Field(
+        default=None, description="`USING TIMESTAMP` from this column, as sink.writeTimestampFrom."
+    )
+    create_table: TableDefinition | None = Field(default=None, description="Created at start-up if missing.")
+
+
+@dataclass(frozen=True)
+class TableTarget:
+    """One table a pipeline writes, every option resolved: from an entry of spec.tables, or from transform and
+    sink. `location` is where it was written, for messages (`spec.tables[1]`, or `spec`)."""
+
+    location: str
+    keyspace: str
+    table: str
+    topics: frozenset[str]
+    transform: TransformSpec
+    consistency: Consistency
+    ttl_seconds: int | None
+    use_record_timestamp: bool
+    ttl_from: TimeFrom | None
+    write_timestamp_from: TimeFrom | None
+    create_table: TableDefinition | None
+
+    @property
+    def name(self) -> str:
+        """`keyspace.table`, as dead letters and metrics name it."""
+        return f"{self.keyspace}.{self.table}"
+
+    def problems(self) -> list[str]:
+        """What cannot work in this table's options and mapping, each naming its field."""
+        where = "" if self.location == "spec" else f"{self.location[len('spec.') :]}."
+        options = "sink." if self.location == "spec" else where
+        found = []
+        for name, time_from in (("ttlFrom", self.ttl_from), ("writeTimestampFrom", self.write_timestamp_from)):
+            if time_from is not None and time_from.column not in self.transform.columns():
+                found.append(f"{options}{name}.column {time_from.column!r} is not a column in fields or lookups")
+        if self.write_timestamp_from is not None and not self.use_record_timestamp:
+            found.append(
+                f"{options}writeTimestampFrom sets the write time: useRecordTimestamp false would contradict it"
+            )
+        table = self.create_table
+        if table is None:
+            return found
+        for column in self.transform.written_columns():
+            if column not in table.columns:
+                found.append(f"{where}transform column {column!r} is not in {options}createTable.columns")
+        for column in table.primary_key:
+            if column not in self.transform.required:
+                found.append(
+                    f"primary key column {column!r} must be in {where}transform.required: "
+                    "a row without it cannot be written"
+                )
+            if self.transform.tombstones == "delete" and column not in self.transform.key_columns():
+                found.append(
+                    f"{where}transform.tombstones is delete, but primary key column {column!r} is not read from "
+                    "the key, a header or the record: a tombstone has no value to read it from"
+                )
+        return found
 
 
 class RetryBackoff(SpecModel):
@@ -606,8 +723,16 @@ class PipelineSpec(SpecModel):
     """What a DataPipeline runs (source, transform, sink, delivery) and how its workers are deployed."""
 
     source: SourceSpec = Field(description="The Kafka side.")
-    transform: TransformSpec = Field(description="How each message becomes a row.")
+    transform: TransformSpec | None = Field(
+        default=None, description="How each message becomes a row of sink.table; unset with tables."
+    )
     sink: SinkSpec = Field(description="The Cassandra side.")
+    tables: list[TableMapping] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Several tables, each with its topics, mapping and write options, instead of transform and "
+        "sink.table: a message's offset is committed once every table's write of it is durable or dead-lettered.",
+    )
     delivery: DeliverySpec = Field(default=DeliverySpec(), description="Batching, retries and dead letters.")
     replicas: int = Field(
         default=1,
@@ -635,18 +760,62 @@ class PipelineSpec(SpecModel):
                 )
         if self.delivery.shutdown_margin_seconds >= self.termination_grace_period_seconds:
             raise ValueError("delivery.shutdownMarginSeconds must be less than terminationGracePeriodSeconds")
-        table = self.sink.create_table
-        if table is not None:
-            for column in self.transform.columns():
-                if column not in table.columns:
-                    raise ValueError(f"transform column {column!r} is not in sink.createTable.columns")
-            for column in table.primary_key:
-                if column not in self.transform.required:
-                    raise ValueError(
-                        f"primary key column {column!r} must be in transform.required: "
-                        "a row without it cannot be written"
-                    )
+        if self.tables:
+            _check_tables_form(self)
+        elif self.transform is None or self.sink.table is None:
+            raise ValueError("set transform and sink.table (one table), or tables (several)")
+        problems = [problem for target in self.targets() for problem in target.problems()]
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+    def targets(self) -> list[TableTarget]:
+        """The tables this pipeline writes, options resolved: spec.tables, or the one of transform and sink."""
+        sink, every_topic = self.sink, frozenset(self.source.topics)
+        if not self.tables:
+            assert self.transform is not None and sink.table is not None, "validated"
+            return [TableTarget("spec", sink.keyspace, sink.table, every_topic, self.transform, sink.consistency,
+                                sink.ttl_seconds, sink.use_record_timestamp, sink.ttl_from, sink.write_timestamp_from,
+                                sink.create_table)]  # fmt: skip
+        return [
+            TableTarget(
+                location=f"spec.tables[{i}]",
+                keyspace=mapping.keyspace or sink.keyspace,
+                table=mapping.table,
+                topics=frozenset(mapping.topics) or every_topic,
+                transform=mapping.transform,
+                consistency=mapping.consistency or sink.consistency,
+                ttl_seconds=mapping.ttl_seconds or sink.ttl_seconds,
+                use_record_timestamp=(
+                    sink.use_record_timestamp if mapping.use_record_timestamp is None else mapping.use_record_timestamp
+                ),
+                ttl_from=mapping.ttl_from,
+                write_timestamp_from=mapping.write_timestamp_from,
+                create_table=mapping.create_table,
+            )
+            for i, mapping in enumerate(self.tables)
+        ]
+
+
+def _check_tables_form(spec: PipelineSpec) -> None:
+    """With spec.tables: nothing of the one-table form, and every topic fed to some table."""
+    sink = spec.sink
+    if spec.transform is not None or sink.table is not None:
+        raise ValueError("tables replaces transform and sink.table: set one or the other")
+    per_table = {"ttlFrom": sink.ttl_from, "writeTimestampFrom": sink.write_timestamp_from,
+                 "createTable": sink.create_table}  # fmt: skip
+    for name, value in per_table.items():
+        if value is not None:
+            raise ValueError(f"sink.{name} names columns of one table: with tables, set it in each of tables")
+    fed: set[str] = set()
+    for i, mapping in enumerate(spec.tables):
+        for topic in mapping.topics:
+            if topic not in spec.source.topics:
+                raise ValueError(f"tables[{i}].topics: {topic!r} is not one of source.topics")
+        fed.update(mapping.topics or spec.source.topics)
+    unread = [topic for topic in spec.source.topics if topic not in fed]
+    if unread:
+        raise ValueError(f"source topic(s) {', '.join(map(repr, unread))} feed no table: add them to a table's topics")
 
 
 class ObjectMeta(SpecModel):

@@ -14,6 +14,7 @@ class _Partition:
 
     pending: deque[int] = field(default_factory=deque)
     done: set[int] = field(default_factory=set)
+    parts: dict[int, int] = field(default_factory=dict)  # offsets that feed several tables: parts still to do
     committable: int | None = None  # the next offset to consume: everything below it is done
     committed: int | None = None
 
@@ -28,14 +29,23 @@ class OffsetTracker:
     def __init__(self) -> None:
         self._partitions: dict[TopicPartition, _Partition] = {}
 
-    def consumed(self, tp: TopicPartition, offset: int) -> None:
-        """Records that `offset` was handed to the pipeline; it is outstanding until `done()`."""
-        self._partitions.setdefault(tp, _Partition()).pending.append(offset)
+    def consumed(self, tp: TopicPartition, offset: int, parts: int = 1) -> None:
+        """Records that `offset` was handed to the pipeline; it is outstanding until `done()` was called for
+        each of its `parts` (one per table it feeds)."""
+        part = self._partitions.setdefault(tp, _Partition())
+        part.pending.append(offset)
+        if parts > 1:
+            part.parts[offset] = parts
 
     def done(self, tp: TopicPartition, offset: int) -> None:
-        """Marks `offset` durable; advances the watermark over every contiguous done offset."""
+        """Marks one part of `offset` durable (or dead-lettered, or skipped); once all its parts are, advances
+        the watermark over every contiguous done offset."""
         part = self._partitions.get(tp)
         if part is None:  # the partition was revoked meanwhile: a late completion changes nothing
+            return
+        left = part.parts.pop(offset, 1) - 1
+        if left:
+            part.parts[offset] = left
             return
         part.done.add(offset)
         while part.pending and part.pending[0] in part.done:

@@ -7,7 +7,8 @@ import gc
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -18,9 +19,11 @@ from .metrics import Health, WorkerMetrics
 from .model import DataPipeline
 from .offsets import OffsetTracker
 from .offsets import TopicPartition as TP
+from .routes import Route, routes_by_topic
 from .settings import WorkerSettings
-from .transform import Record, Rejection, Skipped, Transformer
-from .writes import PendingRow, Sink, Write, Writes, backoff_seconds, connect_with_retry
+from .transform import Delete, Record, Rejection, Row, Skipped, Transformer
+from .write_time import WriteTimeError
+from .writes import MissingKey, PendingRow, Sink, Write, Writes, backoff_seconds, connect_with_retry
 
 log = logging.getLogger("sluice.worker")
 
@@ -32,15 +35,16 @@ GC_YOUNG_THRESHOLD = 20_000
 class PipelineWorker:
     """Runs one pipeline until `request_stop()`; nothing is committed before it is written or dead-lettered.
 
-    `pipeline` comes with the environment's overrides applied; the sink and the transform are built for it
-    by the caller (the CLI), which also owns the process: this class never exits it.
+    `pipeline` comes with the environment's overrides applied; the sink and the transforms (one per table of
+    `pipeline.spec.targets()`, in that order) are built for it by the caller (the CLI), which also owns the
+    process: this class never exits it.
     """
 
     def __init__(
         self,
         pipeline: DataPipeline,
         sink: Sink,
-        transform: Transformer,
+        transforms: Sequence[Transformer],
         settings: WorkerSettings | None = None,
         metrics: WorkerMetrics | None = None,
         health: Health | None = None,
@@ -50,7 +54,9 @@ class PipelineWorker:
         self.metrics = metrics or WorkerMetrics()
         self.health = health or Health()
         self.shutdown_budget = shutdown_budget(self.spec, self.settings.shutdown_budget_seconds)
-        self._transform, self._sink = transform, sink
+        targets = self.spec.targets()
+        self._routes, self._sink = routes_by_topic(targets, transforms), sink
+        self._tables = [target.name for target in targets]
         self._offsets = OffsetTracker()
         self._writes = Writes(sink.write, self.metrics.in_flight)
         self._sink_down = False
@@ -59,7 +65,7 @@ class PipelineWorker:
         self._last_commit = self._last_tick = 0.0
         self._consumer: Consumer | None = None
         self._dlq: DeadLetterPublisher | None = None
-        self._written = self.metrics.written.labels(self.spec.sink.table)
+        self._written = [self.metrics.written.labels(target.table) for target in targets]
         self._consumed = functools.cache(self.metrics.consumed.labels)  # one labelled child per topic
         self._skipped = functools.cache(self.metrics.skipped.labels)
 
@@ -143,33 +149,46 @@ class PipelineWorker:
                 log.warning("consumer error: %s", message.error())
                 continue
             record = to_record(message)
-            self._offsets.consumed((record.topic, record.partition), record.offset)
+            routes = self._routes[record.topic]
+            self._offsets.consumed((record.topic, record.partition), record.offset, len(routes))
             consumed[record.topic] += 1
-            result = self._transform(record)
-            if isinstance(result, Rejection):
-                self._dead_letter(record, result)
-                continue
-            if isinstance(result, Skipped):  # left out by the filter: done, nothing to write
-                self._offsets.done((record.topic, record.partition), record.offset)
-                self._skipped(record.topic).inc()
-                continue
-            statement = self._sink.bind(result, self._write_timestamp(record))
-            key = (record.topic, record.partition, self._sink.replicas_of(statement))
-            batch = batches.setdefault(key, [])
-            batch.append(PendingRow(record, statement))
-            if len(batch) == rows_per_batch:  # a write holds rows of one Kafka partition for the same replicas
-                self._writes.waiting.append(Write(batches.pop(key)))
-                self._send_waiting()  # keep the sink busy while the rest of the batch is transformed
+            for route in routes:  # one per table the topic feeds: the offset is done once each of them is
+                result = route.transform(record)
+                if isinstance(result, Rejection):
+                    self._dead_letter(record, result, route.table)
+                    continue
+                if isinstance(result, Skipped):  # left out by the filter (or a skipped tombstone): nothing to write
+                    self._offsets.done((record.topic, record.partition), record.offset)
+                    self._skipped(record.topic).inc()
+                    continue
+                statement = self._statement(record, result, route)
+                if statement is None:  # dead-lettered
+                    continue
+                key = (record.topic, record.partition, route.table, self._sink.replicas_of(statement))
+                batch = batches.setdefault(key, [])
+                batch.append(PendingRow(record, statement, route.table))
+                if len(batch) == rows_per_batch:  # one Kafka partition, one table, the same replicas
+                    self._writes.waiting.append(Write(batches.pop(key)))
+                    self._send_waiting()  # keep the sink busy while the rest of the batch is transformed
         self._writes.waiting.extend(Write(batch) for batch in batches.values())
         for topic, count in consumed.items():
             self._consumed(topic).inc(count)
         self._pump()
 
-    def _write_timestamp(self, record: Record) -> int:
-        """Microseconds from the record time (plus a tie-break by offset), so a replay rewrites the same cell."""
-        if self.spec.sink.use_record_timestamp and record.timestamp_ms > 0:
-            return record.timestamp_ms * 1000 + record.offset % 1000
-        return time.time_ns() // 1000
+    def _statement(self, record: Record, result: Row | Delete, route: Route) -> Any:
+        """The insert of a row or the delete of a tombstone, stamped; None once a message whose write time or
+        key is unusable went to the dead letters."""
+        times, table = route.write_time, route.table
+        try:
+            if isinstance(result, Delete):
+                return self._sink.bind_delete(result.key, times.timestamp(record, result.key), table)
+            ttl = times.ttl(result) if times.per_row_ttl else None
+            return self._sink.bind(result, times.timestamp(record, result), ttl, table)
+        except WriteTimeError as problem:
+            self._dead_letter(record, Rejection(str(problem), "wrong_type"), table)
+        except MissingKey as problem:
+            self._dead_letter(record, Rejection(str(problem), "missing_field"), table)
+        return None
 
     # -- answers of the sink -------------------------------------------------------------------------
 
@@ -179,7 +198,7 @@ class PipelineWorker:
                 self._write_failed(write, error)
                 continue
             self.metrics.write_latency.observe(time.monotonic() - write.sent_at)
-            self._written.inc(len(write.rows))
+            self._written[write.rows[0].table].inc(len(write.rows))
             for row in write.rows:
                 self._offsets.done(write.tp, row.record.offset)
             if self._sink_down:
@@ -193,7 +212,7 @@ class PipelineWorker:
                 self._writes.waiting.extendleft(Write([row]) for row in write.rows)
             else:
                 rejection = Rejection(f"Cassandra refused the row: {error}", "write_rejected")
-                self._dead_letter(write.rows[0].record, rejection)
+                self._dead_letter(write.rows[0].record, rejection, write.rows[0].table)
             return
         if not self._sink_down:
             first = write.rows[0].record
@@ -218,7 +237,7 @@ class PipelineWorker:
 
     # -- dead letters --------------------------------------------------------------------------------
 
-    def _dead_letter(self, record: Record, rejection: Rejection, attempt: int = 0) -> None:
+    def _dead_letter(self, record: Record, rejection: Rejection, table: int, attempt: int = 0) -> None:
         assert self._dlq is not None
         topic = self.spec.delivery.dead_letter_topic_for(record.topic)
         tp = (record.topic, record.partition)
@@ -236,18 +255,21 @@ class PipelineWorker:
                 record.offset,
                 error,
             )
-            self._writes.schedule(self._backoff(attempt), tp, lambda: self._dead_letter(record, rejection, attempt + 1))
+            self._writes.schedule(
+                self._backoff(attempt), tp, lambda: self._dead_letter(record, rejection, table, attempt + 1)
+            )
 
         if attempt == 0:
             log.info(
-                "dead-lettering partition=%s[%d] offset=%d error=%s reason=%s",
+                "dead-lettering partition=%s[%d] offset=%d table=%s error=%s reason=%s",
                 record.topic,
                 record.partition,
                 record.offset,
+                self._tables[table],
                 rejection.error,
                 rejection.reason,
             )
-        self._dlq.send(topic, record, rejection, delivered)
+        self._dlq.send(topic, record, rejection, self._tables[table], delivered)
 
     # -- offsets and the group -----------------------------------------------------------------------
 

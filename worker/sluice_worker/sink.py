@@ -1,4 +1,4 @@
-"""The Cassandra side: connect, create the table if asked, and write rows with a prepared idempotent insert."""
+"""The Cassandra side: connect, prepare each table's statements (`statements`), send writes, reconnect."""
 
 from __future__ import annotations
 
@@ -8,18 +8,18 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cassandra import ConsistencyLevel, InvalidRequest  # type: ignore[attr-defined]
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
 from cassandra.policies import ConstantReconnectionPolicy, DCAwareRoundRobinPolicy, TokenAwarePolicy
-from cassandra.query import UNSET_VALUE, BatchStatement, BatchType, BoundStatement, PreparedStatement, Statement
+from cassandra.query import BatchStatement, BatchType, BoundStatement, Statement
 
 from .credentials import CREDENTIALS_DIR, cassandra_login, cassandra_ssl_context
 from .deadline import Deadline
-from .model import SinkSpec
+from .model import SinkSpec, TableTarget
+from .statements import TableStatements
 from .transform import Row
 from .writes import PendingRow, WriteCallback
 
@@ -44,34 +44,34 @@ REFUSED_ROW_ERRORS = (InvalidRequest,)
 
 
 class CassandraSink:
-    """Writes rows to one table. Every write is idempotent: the same message always writes the same cells."""
+    """Writes rows to the pipeline's tables. Every write is idempotent: a message always writes the same cells."""
 
     rows_per_batch = ROWS_PER_BATCH
 
     def __init__(
         self,
         spec: SinkSpec,
-        columns: Sequence[str],
+        targets: Sequence[TableTarget],
         request_timeout: float = 10.0,
         credentials_dir: Path = CREDENTIALS_DIR,
     ) -> None:
         self.spec = spec
+        self.targets = list(targets)
         self.credentials_dir = credentials_dir
-        self.columns = list(columns)
         self.request_timeout = request_timeout
         self._connection: _Connection | None = None  # replaced whole, so the loop never sees half of a new one
         self._lost_since: float | None = None
         self._reconnecting: threading.Thread | None = None
 
     def connect(self) -> None:
-        """Connects, creates the keyspace and table if `createTable` says so, and prepares the insert."""
+        """Connects, creates the keyspaces and tables `createTable` asks for, and prepares the statements."""
         try:
             self._connection = self._open()
         except NoHostAvailable as exc:
             raise ConnectionError(
                 f"no host answered at {', '.join(self.spec.contact_points)}: {describe(exc)}"
             ) from exc
-        log.info("connected to Cassandra keyspace=%s table=%s", self.spec.keyspace, self.spec.table)
+        log.info("connected to Cassandra tables=%s", ",".join(target.name for target in self.targets))
 
     def _open(self) -> _Connection:
         profile = ExecutionProfile(
@@ -95,13 +95,11 @@ class CassandraSink:
         )
         try:
             session = cluster.connect()
-            self._ensure_table(session)
-            insert = session.prepare(self._insert_cql())
-            insert.is_idempotent = True
+            tables = [TableStatements.prepare(session, target) for target in self.targets]
         except BaseException:
             cluster.shutdown()
             raise
-        return _Connection(cluster, session, insert)
+        return _Connection(cluster, session, tables)
 
     def reconnect_if_lost(self) -> None:
         """Connects anew, in the background, once no host has been up for RECONNECT_AFTER_SECONDS; the new
@@ -142,39 +140,20 @@ class CassandraSink:
             return None
         return PlainTextAuthProvider(os.environ[creds.username_env], os.environ[creds.password_env])
 
-    def _ensure_table(self, session: Session) -> None:
-        table = self.spec.create_table
-        if table is None:
-            return
-        ks, name = self.spec.keyspace, self.spec.table
-        replication = ", ".join(f"'{k}': {v!r}" for k, v in table.replication.as_cql_map().items())
-        session.execute(f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {{{replication}}}", timeout=30)
-        columns = ", ".join(f"{column} {cql_type}" for column, cql_type in table.columns.items())
-        partition = ", ".join(table.primary_key[: table.partition_key_columns])
-        clustering = table.primary_key[table.partition_key_columns :]
-        key = f"({partition}){''.join(', ' + c for c in clustering)}"
-        session.execute(f"CREATE TABLE IF NOT EXISTS {ks}.{name} ({columns}, PRIMARY KEY ({key}))", timeout=30)
-        session.cluster.control_connection.wait_for_schema_agreement(wait_time=30)
-
-    def _insert_cql(self) -> str:
-        names = ", ".join(self.columns)
-        markers = ", ".join("?" for _ in self.columns)
-        using = "USING TIMESTAMP ?"
-        if self.spec.ttl_seconds:
-            using += f" AND TTL {self.spec.ttl_seconds}"
-        return f"INSERT INTO {self.spec.keyspace}.{self.spec.table} ({names}) VALUES ({markers}) {using}"
-
-    def bind(self, row: Row, timestamp_us: int) -> BoundStatement:
-        """The insert for `row`: a missing column is left unset (no tombstone); stamped `timestamp_us`."""
+    def bind(self, row: Row, timestamp_us: int, ttl: int | None = None, table: int = 0) -> BoundStatement:
+        """The insert of `row` into table number `table` (of the targets), stamped `timestamp_us`."""
         assert self._connection is not None, "connect() first"
-        values = [value if type(value) in _AS_IS else to_cql_value(value) for value in map(row.get, self.columns)]
-        values.append(timestamp_us)
-        return self._connection.insert.bind(values)
+        return self._connection.tables[table].bind(row, timestamp_us, ttl)
+
+    def bind_delete(self, key: Row, timestamp_us: int, table: int = 0) -> BoundStatement:
+        """The delete of the row `key` names in table number `table`; raises MissingKey."""
+        assert self._connection is not None, "connect() first"
+        return self._connection.tables[table].bind_delete(key, timestamp_us)
 
     def replicas_of(self, statement: BoundStatement) -> tuple[object, ...]:
         """The nodes holding the row's partition: rows with the same replicas can share a batch."""
         assert self._connection is not None
-        hosts = self._connection.cluster.metadata.get_replicas(self.spec.keyspace, statement.routing_key)
+        hosts = self._connection.cluster.metadata.get_replicas(statement.keyspace, statement.routing_key)
         return tuple(host.host_id for host in hosts)
 
     def write(self, rows: Sequence[PendingRow], on_done: WriteCallback) -> None:
@@ -185,7 +164,8 @@ class CassandraSink:
         if len(rows) == 1:
             statement = rows[0].statement
         else:
-            statement = BatchStatement(batch_type=BatchType.UNLOGGED)
+            # The rows of a batch are of one table (the loop groups them so): its consistency is theirs.
+            statement = BatchStatement(BatchType.UNLOGGED, consistency_level=rows[0].statement.consistency_level)
             for row in rows:
                 statement.add(row.statement)
             statement.is_idempotent = True
@@ -216,11 +196,11 @@ class CassandraSink:
 
 @dataclass(frozen=True)
 class _Connection:
-    """One driver instance: its cluster, session and the prepared insert."""
+    """One driver instance: its cluster, session and each table's prepared statements (in targets' order)."""
 
     cluster: Cluster
     session: Session
-    insert: PreparedStatement
+    tables: list[TableStatements]
 
 
 def describe(error: BaseException) -> str:
@@ -230,19 +210,3 @@ def describe(error: BaseException) -> str:
         reasons = "; ".join(f"{host}: {reason}" for host, reason in error.errors.items())
         return f"{error.args[0]} ({reasons or 'no host could be tried: check the names resolve'})"
     return f"{type(error).__name__}: {error}"
-
-
-_AS_IS = frozenset({str, int, float, bool, bytes})  # bound unchanged: skip to_cql_value (the hot path)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MILLISECOND = timedelta(milliseconds=1)
-
-
-def to_cql_value(value: object) -> object:
-    """A row value as the insert binds it: None is left unset (no tombstone); a datetime becomes the
-    milliseconds a CQL timestamp holds, in integer arithmetic (the driver's own conversion is much slower)."""
-    if value is None:
-        return UNSET_VALUE
-    if isinstance(value, datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)  # naive means UTC, as in the driver
-        return (aware - _EPOCH) // _MILLISECOND
-    return value

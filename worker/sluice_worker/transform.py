@@ -1,4 +1,5 @@
-"""The pure per-message transform: a compiled TransformSpec turns a Kafka Record into a Row or a Rejection."""
+"""The pure per-message transform: a compiled TransformSpec turns a Kafka Record into a Row, a Delete of a row, a
+Rejection, or Skipped."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from sluice_worker.model import CqlType, FieldMapping, FieldSource, PipelineErro
 Row: TypeAlias = dict[str, object]
 """Column -> value, ready to bind to a prepared INSERT; None means missing (bind it as UNSET_VALUE)."""
 
-RejectionKind = Literal["invalid_json", "missing_field", "wrong_type", "transform_error", "write_rejected"]
+RejectionKind = Literal[
+    "invalid_json", "missing_field", "wrong_type", "transform_error", "write_rejected", "tombstone"
+]  # fmt: skip
 
 
 class Record(NamedTuple):
@@ -41,6 +44,13 @@ SKIPPED = Skipped()
 
 
 @dataclass(frozen=True, slots=True)
+class Delete:
+    """A tombstone to apply: delete the row whose primary key `key` holds (the columns not read from the value)."""
+
+    key: Row
+
+
+@dataclass(frozen=True, slots=True)
 class Rejection:
     """Why a message cannot become a row: a human `reason` naming the field, and a machine `error` kind."""
 
@@ -48,7 +58,7 @@ class Rejection:
     error: RejectionKind
 
 
-Transformer: TypeAlias = Callable[[Record], Row | Rejection | Skipped]
+Transformer: TypeAlias = Callable[[Record], Row | Delete | Rejection | Skipped]
 PythonHook: TypeAlias = Callable[[Record, Row], object]
 """`function(record, row)`: gets the row built from fields and lookups, returns the row to write (a dict)
 or raises to reject the message (Rejection error `transform_error`)."""
@@ -96,12 +106,16 @@ class _CompiledTransform:
         origins = {column: mapping.describe() for column, mapping in spec.fields.items()}
         origins |= {column: f"lookup of {lookup.field!r}" for column, lookup in spec.lookups.items()}
         self._required = [(column, origins.get(column, "from the python hook")) for column in spec.required]
+        self._tombstones = spec.tombstones
+        key_columns = spec.key_columns()
+        self._key_fields = [field for field in self._fields if field.column in key_columns]
+        self._key_lookups = [lookup for lookup in self._lookups if lookup[0] in key_columns]
 
-    def __call__(self, record: Record) -> Row | Rejection | Skipped:
+    def __call__(self, record: Record) -> Row | Delete | Rejection | Skipped:
+        if record.value is None:
+            return self._tombstone(record)
         document: object = None
         if self._parses_value:
-            if record.value is None:
-                return Rejection("message has no value (a tombstone), so no JSON to read", "invalid_json")
             try:
                 document = json.loads(record.value)
             except (ValueError, RecursionError) as error:
@@ -112,9 +126,7 @@ class _CompiledTransform:
                 row[field.column] = field.extract(record, document)
             except _WrongType as problem:
                 return Rejection(f"field {field.column!r} ({field.origin}): {problem}", "wrong_type")
-        for column, source_column, table, default in self._lookups:
-            key = _lookup_key(row[source_column])
-            row[column] = None if key is None else table.get(key, default)
+        _look_up(row, self._lookups)
         if self._keep is not None and not self._keep(row):
             return SKIPPED
         if self._hook is not None:
@@ -130,6 +142,27 @@ class _CompiledTransform:
             if row.get(column) is None:
                 return Rejection(f"required field {column!r} ({origin}) is missing", "missing_field")
         return row
+
+    def _tombstone(self, record: Record) -> Delete | Rejection | Skipped:
+        """A message with no value, as transform.tombstones says; a Delete carries the key columns only."""
+        if self._tombstones == "skip":
+            return SKIPPED
+        if self._tombstones == "deadLetter":
+            return Rejection("message has no value (a tombstone) and transform.tombstones is deadLetter", "tombstone")
+        key: Row = {}
+        for field in self._key_fields:
+            try:
+                key[field.column] = field.extract(record, None)
+            except _WrongType as problem:
+                return Rejection(f"tombstone: field {field.column!r} ({field.origin}): {problem}", "wrong_type")
+        _look_up(key, self._key_lookups)
+        return Delete(key)
+
+
+def _look_up(row: Row, lookups: list[tuple[str, str, dict[str, str], str | None]]) -> None:
+    for column, source_column, table, default in lookups:
+        key = _lookup_key(row[source_column])
+        row[column] = None if key is None else table.get(key, default)
 
 
 class _Field:

@@ -32,6 +32,7 @@ class PendingRow:
 
     record: Record
     statement: Any  # what the sink's bind() made of the row; only the sink looks inside
+    table: int = 0  # which of the pipeline's tables (a write holds rows of one table)
 
 
 class Sink(Protocol):
@@ -41,7 +42,9 @@ class Sink(Protocol):
 
     def connect(self) -> None: ...
 
-    def bind(self, row: Row, timestamp_us: int) -> Any: ...
+    def bind(self, row: Row, timestamp_us: int, ttl: int | None = None, table: int = 0) -> Any: ...
+
+    def bind_delete(self, key: Row, timestamp_us: int, table: int = 0) -> Any: ...  # raises MissingKey
 
     def replicas_of(self, statement: Any) -> tuple[object, ...]: ...
 
@@ -54,6 +57,10 @@ class Sink(Protocol):
     def reconnect_if_lost(self) -> None: ...
 
     def close(self, deadline: Deadline) -> None: ...
+
+
+class MissingKey(ValueError):
+    """A tombstone lacks a primary key column, so no row can be deleted: it is dead-lettered with this reason."""
 
 
 class Gauge(Protocol):

@@ -74,7 +74,8 @@ def test_the_constraints_of_the_model_are_kept() -> None:
         "maximum": 630_720_000,
     }
     assert spec["properties"]["replicas"]["minimum"] == 0
-    assert sink["required"] == ["contactPoints", "keyspace", "table"]
+    assert sink["required"] == ["contactPoints", "keyspace"]  # table: unless spec.tables (a CEL rule)
+    assert spec["properties"]["tables"]["items"]["required"] == ["table", "transform"]
     assert sink["properties"]["createTable"]["properties"]["columns"]["additionalProperties"]["type"] == "string"
 
 
@@ -108,7 +109,13 @@ def test_every_rule_is_attached_where_its_path_points() -> None:
     for path, rules in RULES.items():
         node = spec
         for part in filter(None, path.split(".")):
-            node = node["additionalProperties"] if part == "*" else node["properties"][part]
+            node = (
+                node["additionalProperties"]
+                if part == "*"
+                else node["items"]
+                if part == "[]"
+                else node["properties"][part]
+            )
         assert node["x-kubernetes-validations"] == rules
         for rule in rules:
             assert rule["message"] and "rule" in rule

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta, timezone
 
 from cassandra.query import UNSET_VALUE
-from sluice_worker.sink import to_cql_value
+from sluice_worker.statements import to_cql_value
 
 
 def test_missing_values_are_left_unset_not_written_as_null() -> None:

@@ -107,9 +107,11 @@ def test_bad_json_is_rejected(gophers: Transformer, value: bytes) -> None:
     assert rejection.reason.startswith("message value is not valid JSON")
 
 
-def test_tombstone_is_rejected(gophers: Transformer) -> None:
+def test_a_tombstone_is_dead_lettered_by_default_saying_so(gophers: Transformer) -> None:
     rejection = rejection_of(gophers(Record("store-events", 0, 1, RECORD_TIME_MS, key=b"evt-1", value=None)))
-    assert rejection.error == "invalid_json"
+    assert rejection == Rejection(
+        "message has no value (a tombstone) and transform.tombstones is deadLetter", "tombstone"
+    )
 
 
 def test_wrong_type_is_rejected_naming_the_field(gophers: Transformer) -> None:
@@ -156,14 +158,14 @@ def test_record_sources() -> None:
 
 
 def test_key_as_blob_keeps_the_bytes_and_bad_utf8_text_is_wrong_type() -> None:
-    record = Record("t", 0, 0, 0, key=b"\xff\x00")
+    record = Record("t", 0, 0, 0, key=b"\xff\x00", value=b"")  # an empty value, not a tombstone
     assert row_of(transform({"raw": {"source": "key", "type": "blob"}})(record)) == {"raw": b"\xff\x00"}
     rejection = rejection_of(transform({"text": {"source": "key"}})(record))
     assert rejection == Rejection("field 'text' (message key): is not valid UTF-8", "wrong_type")
 
 
 def test_missing_required_key_is_rejected() -> None:
-    rejection = rejection_of(transform({"key": {"source": "key"}}, required=["key"])(Record("t", 0, 0, 0)))
+    rejection = rejection_of(transform({"key": {"source": "key"}}, required=["key"])(Record("t", 0, 0, 0, value=b"")))
     assert rejection == Rejection("required field 'key' (message key) is missing", "missing_field")
 
 

@@ -1,0 +1,61 @@
+"""examples/gophers-r-us-by-department.yaml against the real servers: one topic into two tables, each with its own
+columns, filter and TTL; poison messages dead-lettered once per table, each letter naming its table; every offset
+committed, none ahead of both tables' writes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import yaml
+
+from .harness import DEPARTMENTS, CommitAuditor, running
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gophers-r-us-by-department.yaml"
+N, POISON_EVERY = 300, 25
+THIRTY_DAYS = 2_592_000
+
+
+def example_manifest(pipeline) -> Path:  # type: ignore[no-untyped-def]
+    """The example on the test's topic, keyspace and group."""
+    manifest = yaml.safe_load(EXAMPLE.read_text())
+    manifest["metadata"]["name"] = pipeline.name
+    spec = manifest["spec"]
+    spec["source"].update(bootstrapServers=pipeline.bootstrap, topics=[pipeline.topic])
+    spec["sink"].update(contactPoints=pipeline.contact_points.split(","), keyspace=pipeline.keyspace)
+    spec["delivery"]["commitIntervalMs"] = 200
+    path = pipeline.workdir / "by-department.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    return path
+
+
+def test_one_topic_feeds_two_tables_and_commits_once_both_have_each_message(pipeline, make_worker) -> None:  # type: ignore[no-untyped-def]
+    events = pipeline.produce(N, poison_every=POISON_EVERY)
+    poison = [e for e in events if e.poison]
+    good = [e for e in events if not e.poison]
+    by_department = {(DEPARTMENTS[e.item], e.id): e.price for e in good if DEPARTMENTS[e.item] != "misc"}
+    assert 0 < len(by_department) < len(good)  # the filter has something to leave out
+
+    tables = {"store_events", "sales_by_department"}
+    # The auditor checks store_events; committing past a message that only that table had would also leave its
+    # sales row missing at the end, which the counts below catch.
+    with CommitAuditor(pipeline) as audit, running(make_worker(example_manifest(pipeline))) as worker:
+        letters = pipeline.dead_letters(2 * len(poison))
+        deadline = time.monotonic() + 60
+        while pipeline.committed().get(0) != N and time.monotonic() < deadline:
+            time.sleep(0.2)
+        written = {table: worker.metric(f'sluice_rows_written_total{{table="{table}"}}') for table in tables}
+        assert worker.stop()[0] == 0
+    assert pipeline.committed() == {0: N}
+    assert pipeline.rows() == pipeline.expected_rows()
+    query = f"SELECT department, id, price, ttl(price) AS ttl FROM {pipeline.keyspace}.sales_by_department"
+    sales = list(pipeline.session.execute(query))
+    assert {(r.department, r.id): r.price for r in sales} == by_department
+    assert all(THIRTY_DAYS - 300 < r.ttl <= THIRTY_DAYS for r in sales)
+    assert written == {"store_events": len(good), "sales_by_department": len(by_department)}
+    # Each poison message is refused by both tables: two letters, each naming the table that refused it.
+    refused = sorted((dict(m.headers())["sluice.table"].decode(), int(dict(m.headers())["sluice.source.offset"]))
+                     for m in letters)  # fmt: skip
+    assert refused == sorted((f"{pipeline.keyspace}.{table}", e.offset) for table in tables for e in poison)
+    assert len(letters) == 2 * len(poison)
+    assert audit.violations == []
