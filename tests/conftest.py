@@ -81,6 +81,13 @@ class CassandraServer(Server):
         return int(self.contact_point.rsplit(":", 1)[1])
 
 
+class SchemaRegistryServer(Server):
+    @property
+    def url(self) -> str:
+        """The Confluent-compatible API root a client is given."""
+        return str(self.service.endpoints["url"])
+
+
 class ControlPlane:
     """The local kube-apiserver and its admin kubeconfig."""
 
@@ -137,6 +144,13 @@ def secure_cassandra(stack: Stack) -> CassandraServer:
     """A Cassandra node of its own serving TLS only, with password authentication (sluice_stack.cassandra)."""
     stack.up(["cassandra-secure"])
     return CassandraServer(stack, "cassandra-secure")
+
+
+@pytest.fixture(scope="session")
+def schema_registry(stack: Stack) -> SchemaRegistryServer:
+    """Apicurio Registry through its Confluent-compatible API (sluice_stack.registry), in memory."""
+    stack.up(["registry"])
+    return SchemaRegistryServer(stack, "registry")
 
 
 @pytest.fixture(scope="session")

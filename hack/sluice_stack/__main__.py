@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .config import REPO_DIR
-from .stack import CLUSTERED, FAULTS, GROUPS, Stack, kind_of, provision
+from .stack import CLUSTERED, FAULTS, GROUPS, ON_DEMAND, Stack, kind_of, provision
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,15 +17,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "down", "status", "provision", *FAULTS])
     parser.add_argument(
         "groups", nargs="*", metavar="GROUP",
-        help=f"any of {', '.join(GROUPS)} (default: all but cassandra-secure); for a fault, a server: kafka or "
-        "cassandra (kafka-2...)",
+        help=f"any of {', '.join(GROUPS)} (default: all but {' and '.join(ON_DEMAND)}); for a fault, a server: "
+        "kafka or cassandra (kafka-2...)",
     )  # fmt: skip
     parser.add_argument("--root", type=Path, default=REPO_DIR / ".stack", help="state, logs and data")
     parser.add_argument("--seconds", type=float, default=0, help="pause: resume after this long (default: stay)")
     args = parser.parse_args(argv)
     if args.command in FAULTS:
         return _fault(parser, args)
-    groups = args.groups or [group for group in GROUPS if group != "cassandra-secure"]  # it only serves its tests
+    # `provision` fetches what every group needs; `up` starts the on-demand groups only when named.
+    groups = args.groups or [group for group in GROUPS if args.command == "provision" or group not in ON_DEMAND]
     if unknown := set(groups) - set(GROUPS):
         parser.error(f"unknown group(s) {', '.join(sorted(unknown))}; choose from {', '.join(GROUPS)}")
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import cassandra, kafka, kube
+from . import cassandra, kafka, kube, registry
 from .config import HACK_DIR
 from .process import Service, load_services, save_services, wait_for
 
@@ -21,10 +21,13 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "kafka": ("kafka",),
     "cassandra": ("cassandra",),
     "cassandra-secure": (cassandra.SECURE_NAME,),  # TLS and a login; in tests, started by those using it
+    "registry": (registry.NAME,),  # a schema registry for Avro; in tests, started by those using it
     "kube": ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"),
 }
 CLUSTERED = ("kafka", "cassandra")
-READY_TIMEOUT = {"kafka": 120.0, "cassandra": 180.0, cassandra.SECURE_NAME: 180.0}
+READY_TIMEOUT = {"kafka": 120.0, "cassandra": 180.0, cassandra.SECURE_NAME: 180.0, registry.NAME: 120.0}
+# Groups `up` leaves out unless named: they serve their own tests only.
+ON_DEMAND = ("cassandra-secure", "registry")
 # What `python -m sluice_stack FAULT SERVER` does to a server of a running stack.
 FAULTS = ("pause", "resume", "kill", "restart")
 
@@ -45,6 +48,7 @@ def nodes_from_env() -> int:
 def _is_ready(service: Service) -> bool:
     checks: dict[str, Callable[[Service], bool]] = {
         "kafka": kafka.is_ready, "cassandra": cassandra.is_ready, cassandra.SECURE_NAME: cassandra.is_ready,
+        registry.NAME: registry.is_ready,
     }  # fmt: skip
     return checks.get(kind_of(service.name), kube.is_ready)(service)
 
@@ -58,6 +62,8 @@ def provision(groups: Iterable[str]) -> None:
         kafka.provision()
     if groups & {"cassandra", "cassandra-secure"}:
         cassandra.provision()
+    if "registry" in groups:
+        registry.provision()
 
 
 class Stack:
@@ -114,6 +120,8 @@ class Stack:
             services = {s.name: s for s in cassandra.make_services(self.root, self.nodes)}
         elif group == "cassandra-secure":
             services = {cassandra.SECURE_NAME: cassandra.make_secure_service(self.root)}
+        elif group == "registry":
+            services = {registry.NAME: registry.make_service(self.root)}
         else:
             services = kube.make_services(self.root)
         self.services.update(services)
@@ -213,6 +221,8 @@ class Stack:
             env["CASSANDRA_SECURE_CONTACT_POINT"] = secure.endpoints["contact_point"]
             env["CASSANDRA_SECURE_USERNAME"], env["CASSANDRA_SECURE_PASSWORD"] = cassandra.LOGIN
             env["SLUICE_STACK_TLS_DIR"] = secure.endpoints["tls_dir"]
+        if registry.NAME in self.services:
+            env["SCHEMA_REGISTRY_URL"] = self.services[registry.NAME].endpoints["url"]
         if "kube-apiserver" in self.services:
             env["KUBECONFIG"] = self.kubeconfig
             tools = ":".join(str(d) for d in kube.tool_dirs())

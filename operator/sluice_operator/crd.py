@@ -118,6 +118,10 @@ RULES: Final[dict[str, list[Schema]]] = {
             "(the protocol follows from them); use one style",
         },
         {
+            "rule": "(self.format == 'avro') == has(self.schemaRegistry)",
+            "message": "format avro needs schemaRegistry, and only it uses one",
+        },
+        {
             "rule": "!has(self.sslCaLocation) || self.securityProtocol.endsWith('SSL')",
             "message": "sslCaLocation needs securityProtocol SSL or SASL_SSL",
             "fieldPath": ".sslCaLocation",

@@ -62,7 +62,7 @@ def _read(kube: Kube, namespace: str, item: SecretItem, secrets: dict[str, Obj])
 
 
 def resolve(
-    kube: Kube, namespace: str, spec: PipelineSpec, sides: tuple[Side, ...] = ("source", "sink")
+    kube: Kube, namespace: str, spec: PipelineSpec, sides: tuple[Side, ...] = ("source", "sink", "registry")
 ) -> Credentials:
     """Reads every Secret key of `sides` the spec names (one GET per Secret). Raises CredentialsProblem."""
     items = [item for item in secret_items(spec) if item.side in sides]

@@ -69,6 +69,8 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
          "set transform and sink.table (one table), or tables (several), not both"),
         (lambda spec: spec.update(tables=[{"table": spec["sink"].pop("table"), "transform": spec.pop("transform")}]),
          "sink.ttlFrom, writeTimestampFrom and createTable name columns of one table: with tables, set them in each"),
+        (_set("source.format", "avro"), "format avro needs schemaRegistry, and only it uses one"),
+        (_set("source.schemaRegistry", {"url": "registry:8081"}), "spec.source.schemaRegistry.url in body should"),
         (lambda spec: spec.update(tables=[{"table": spec["sink"].pop("table"), "transform": spec.pop("transform"),
                                            "ttlFrom": {"column": "nope"}}]),
          "spec.tables[0]: Invalid value: \"object\": ttlFrom.column must be a column of the transform's fields"),
@@ -79,7 +81,7 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
         "replication", "unknown-field", "bad-quantity", "operator-labels", "bad-account", "toleration-not-object",
         "autoscaling-bounds", "autoscaling-target", "delete-without-key", "tombstone-action", "ttl-column",
         "timestamp-unit", "timestamp-and-record-time", "tables-and-transform", "tables-with-create-table",
-        "tables-ttl-column",
+        "avro-without-registry", "registry-url", "tables-ttl-column",
     ],
 )  # fmt: skip
 def test_invalid_pipelines_are_refused(
@@ -144,6 +146,8 @@ def test_kubectl_explain_describes_every_field(crd: None, kubectl: Kubectl) -> N
     assert "First delay, in milliseconds." in backoff
     tombstones = kubectl.run("explain", "dp.spec.transform.tombstones").stdout
     assert "`delete` the row whose primary key the fields read from the key" in tombstones
+    source = kubectl.run("explain", "dp.spec.source.format").stdout
+    assert "How message values are encoded: `json`, or `avro`" in source
     ttl = kubectl.run("explain", "dp.spec.sink.ttlFrom").stdout
     assert "Each row's TTL from this column" in ttl and "unit\t<string>" in ttl
     conditions = kubectl.run("explain", "dp.status.conditions.reason").stdout

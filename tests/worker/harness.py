@@ -111,8 +111,16 @@ class PipelineUnderTest:
 
     # -- Kafka ------------------------------------------------------------------------------------------
 
-    def produce(self, count: int, poison_every: int = 0, pace_seconds: float = 0.0) -> list[Event]:
-        """Sends `count` store events (every `poison_every`-th a poison message), spread over `pace_seconds`."""
+    def produce(
+        self,
+        count: int,
+        poison_every: int = 0,
+        pace_seconds: float = 0.0,
+        encode: Callable[[dict[str, object]], bytes] | None = None,
+    ) -> list[Event]:
+        """Sends `count` store events (every `poison_every`-th a poison message), spread over `pace_seconds`;
+        `encode` makes a value of an event's document (default: JSON)."""
+        encode = encode or (lambda document: json.dumps(document).encode())
         producer = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True, "linger.ms": 5})
         start = len(self.events)
         batch: list[Event] = []
@@ -123,7 +131,7 @@ class PipelineUnderTest:
                 event, value = Event(f"bad-{i}", None, None, poison=kind), POISON[kind](i)
             else:
                 event = Event(f"evt-{self.name}-{i}", ITEMS[i % len(ITEMS)], round(1 + i % 50 * 0.5, 2))
-                value = json.dumps({"id": event.id, "item": {"name": event.item, "price": event.price}}).encode()
+                value = encode({"id": event.id, "item": {"name": event.item, "price": event.price}})
             batch.append(event)
 
             def delivered(error: object, message: Message, event: Event = event) -> None:

@@ -79,6 +79,7 @@ def build_worker(
     `pipeline` has the environment's overrides applied. Imported here, late: `--help` and bad files stay fast.
     Raises PipelineError if the Python hook cannot be loaded.
     """
+    from .formats import decoder_for
     from .hooks import load_hook
     from .pipeline import PipelineWorker
     from .sink import CassandraSink
@@ -88,7 +89,8 @@ def build_worker(
     targets = spec.targets()
     sink = CassandraSink(spec.sink, targets, settings.write_timeout_seconds, settings.credentials_dir)
     transforms = [compile_transform(target.transform, load_hook(target.transform)) for target in targets]
-    return PipelineWorker(pipeline, sink, transforms, settings, metrics, health)
+    decode = decoder_for(spec.source, settings.credentials_dir)
+    return PipelineWorker(pipeline, sink, transforms, settings, metrics, health, decode)
 
 
 class _StopSignals:

@@ -21,7 +21,7 @@ KEY_FILE: Final = "tls.key"
 USERNAME_FILE: Final = "username"
 PASSWORD_FILE: Final = "password"
 
-Side = Literal["source", "sink"]
+Side = Literal["source", "sink", "registry"]
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,8 @@ class SecretItem:
         return f"{self.side}/{self.file}"
 
 
-def _side_items(side: Side, tls: TlsSpec | None, auth: Login | None) -> list[SecretItem]:
-    base = f"spec.{side}"
+def _side_items(side: Side, tls: TlsSpec | None, auth: Login | None, base: str = "") -> list[SecretItem]:
+    base = base or f"spec.{side}"
     items = []
     if tls is not None and tls.ca is not None:
         items.append(SecretItem(tls.ca.secret, tls.ca.key, side, CA_FILE, f"{base}.tls.ca.key"))
@@ -56,10 +56,12 @@ def _side_items(side: Side, tls: TlsSpec | None, auth: Login | None) -> list[Sec
 
 
 def secret_items(spec: PipelineSpec) -> list[SecretItem]:
-    """Every Secret key the pipeline's tls and auth fields name, source first."""
+    """Every Secret key the pipeline's tls and auth fields name: source, sink, then the schema registry's."""
+    registry = spec.source.schema_registry
     return [
         *_side_items("source", spec.source.tls, spec.source.auth),
         *_side_items("sink", spec.sink.tls, spec.sink.auth),
+        *_side_items("registry", None, registry.auth if registry else None, "spec.source.schemaRegistry"),
     ]
 
 
@@ -127,3 +129,10 @@ def cassandra_login(auth: Login, directory: Path) -> tuple[str, str]:
     return _need(values, USERNAME_FILE, "spec.sink.auth").strip(), _need(
         values, PASSWORD_FILE, "spec.sink.auth"
     ).rstrip("\n")
+
+
+def registry_login(directory: Path) -> tuple[str, str]:
+    """The schema registry's username and password from the mounted registry files."""
+    values = read_side(directory, "registry")
+    what = "spec.source.schemaRegistry.auth"
+    return _need(values, USERNAME_FILE, what).strip(), _need(values, PASSWORD_FILE, what).rstrip("\n")

@@ -16,7 +16,7 @@ log = logging.getLogger("sluice.dlq")
 # Header names on a dead letter; `replay-dlq` reads the source ones back.
 ERROR = "sluice.error"
 REASON = "sluice.reason"
-TABLE = "sluice.table"  # the keyspace.table that refused the message
+TABLE = "sluice.table"  # the keyspace.table that refused the message (absent: refused before any table)
 SOURCE_TOPIC = "sluice.source.topic"
 SOURCE_PARTITION = "sluice.source.partition"
 SOURCE_OFFSET = "sluice.source.offset"
@@ -32,7 +32,7 @@ def dead_letter_headers(record: Record, rejection: Rejection, table: str) -> Hea
         *record.headers,
         (ERROR, rejection.error.encode()),
         (REASON, rejection.reason.encode()),
-        (TABLE, table.encode()),
+        *([(TABLE, table.encode())] if table else []),
         (SOURCE_TOPIC, record.topic.encode()),
         (SOURCE_PARTITION, str(record.partition).encode()),
         (SOURCE_OFFSET, str(record.offset).encode()),

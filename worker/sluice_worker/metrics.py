@@ -64,6 +64,7 @@ class Health:
         self.sink_error = ""  # why the sink is down, once a write failed
         self.in_group = False
         self.kafka_error = ""  # the brokers' last error (TLS, login, unreachable), until the worker joins
+        self.registry_error = ""  # why the schema registry did not answer, while it does not
 
     def sink_down(self, error: str) -> None:
         """Cassandra cannot be reached or refused the login: why, for /readyz."""
@@ -73,6 +74,10 @@ class Health:
         """librdkafka's error callback: kept for /readyz while the worker is not in its group."""
         self.kafka_error = error.str()
 
+    def registry_unavailable(self, error: str) -> None:
+        """The schema registry did not answer (why), or answers again (""): consumption waits for it."""
+        self.registry_error = error
+
     def beat(self) -> None:
         self.last_loop = time.monotonic()
 
@@ -80,7 +85,7 @@ class Health:
         return time.monotonic() - self.last_loop < self.stall_seconds
 
     def ready(self) -> bool:
-        return self.alive() and self.sink_up and self.in_group
+        return self.alive() and self.sink_up and self.in_group and not self.registry_error
 
     def not_ready_reason(self) -> str:
         """Why /readyz says no, in words an admin can act on ("" while ready); the operator shows it."""
@@ -90,6 +95,8 @@ class Health:
             return f"Cassandra unreachable: {self.sink_error}" if self.sink_error else "not connected to Cassandra yet"
         if not self.in_group:
             return f"not in the Kafka consumer group yet{': ' + self.kafka_error if self.kafka_error else ''}"
+        if self.registry_error:
+            return f"schema registry unavailable: {self.registry_error}"
         return ""
 
 

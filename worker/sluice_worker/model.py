@@ -78,6 +78,7 @@ SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 FieldSource = Literal["value", "key", "header", "topic", "partition", "offset", "timestamp"]
 TombstoneAction = Literal["deadLetter", "skip", "delete"]
+ValueFormat = Literal["json", "avro"]
 CqlType = Literal[
     "text", "ascii", "varchar", "tinyint", "smallint", "int", "bigint", "varint", "float", "double",
     "decimal", "boolean", "timestamp", "date", "uuid", "timeuuid", "blob",
@@ -159,6 +160,16 @@ class SaslLogin(Login):
     mechanism: SaslMechanism = Field(default="SCRAM-SHA-512", description="The SASL mechanism.")
 
 
+class SchemaRegistry(SpecModel):
+    """A schema registry speaking the Confluent protocol (Confluent's, Apicurio's ccompat API, Karapace...)."""
+
+    url: str = Field(
+        pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="Its API root, e.g. `http://registry:8081` or Apicurio's `http://apicurio:8080/apis/ccompat/v7`.",
+    )
+    auth: Login | None = Field(default=None, description="HTTP basic authentication, from a Secret.")
+
+
 LEGACY_SECURITY = ("security_protocol", "sasl_mechanism", "ssl_ca_location", "credentials")
 
 
@@ -185,6 +196,12 @@ class SourceSpec(SpecModel):
     consumer_config: dict[str, str | int | bool] = Field(
         default_factory=dict, description="Extra librdkafka settings; those the worker owns are refused."
     )
+    format: ValueFormat = Field(
+        default="json",
+        description="How message values are encoded: `json`, or `avro` in the Confluent wire format (a schema id, "
+        "then Avro), decoded with the schema from schemaRegistry. Paths in transform.fields read either alike.",
+    )
+    schema_registry: SchemaRegistry | None = Field(default=None, description="Where `avro` values' schemas are.")
     tls: TlsSpec | None = Field(default=None, description="TLS to the brokers; certificates from Secrets.")
     auth: SaslLogin | None = Field(default=None, description="SASL login to the brokers, from a Secret.")
     security_protocol: SecurityProtocol = Field(
@@ -216,6 +233,12 @@ class SourceSpec(SpecModel):
             if key in WORKER_OWNED_CONSUMER_KEYS:
                 raise ValueError(f"{key!r} is managed by the worker and cannot be set in consumerConfig")
         return config
+
+    @model_validator(mode="after")
+    def _registry_with_avro(self) -> SourceSpec:
+        if (self.format == "avro") != (self.schema_registry is not None):
+            raise ValueError("format avro needs schemaRegistry, and only it uses one")
+        return self
 
     @model_validator(mode="after")
     def _consistent_security(self) -> SourceSpec:

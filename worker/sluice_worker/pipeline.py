@@ -14,6 +14,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from .dead_letters import DeadLetterPublisher
 from .deadline import Deadline, shutdown_budget
+from .formats import Decoder, RegistryUnavailable, Undecodable, decode_json
 from .kafka import consumer_config, partition_names, to_record, worker_client_config
 from .metrics import Health, WorkerMetrics
 from .model import DataPipeline
@@ -21,7 +22,7 @@ from .offsets import OffsetTracker
 from .offsets import TopicPartition as TP
 from .routes import Route, routes_by_topic
 from .settings import WorkerSettings
-from .transform import Delete, Record, Rejection, Row, Skipped, Transformer
+from .transform import UNREAD, Delete, Record, Rejection, Row, Skipped, Transformer
 from .write_time import WriteTimeError
 from .writes import MissingKey, PendingRow, Sink, Write, Writes, backoff_seconds, connect_with_retry
 
@@ -48,6 +49,7 @@ class PipelineWorker:
         settings: WorkerSettings | None = None,
         metrics: WorkerMetrics | None = None,
         health: Health | None = None,
+        decode: Decoder = decode_json,
     ) -> None:
         self.pipeline, self.spec = pipeline, pipeline.spec
         self.settings = settings or WorkerSettings()
@@ -57,6 +59,10 @@ class PipelineWorker:
         targets = self.spec.targets()
         self._routes, self._sink = routes_by_topic(targets, transforms), sink
         self._tables = [target.name for target in targets]
+        # Values are decoded once per message, for every table, and only when some field reads them.
+        self._decode = decode if any(transform.reads_value for transform in transforms) else None
+        self._registry_failures = 0  # consecutive times the schema registry did not answer
+        self._reading_again_at = 0.0  # after the registry failed: when to fetch again
         self._offsets = OffsetTracker()
         self._writes = Writes(sink.write, self.metrics.in_flight)
         self._sink_down = False
@@ -115,11 +121,12 @@ class PipelineWorker:
         assert self._consumer is not None
         self._tick()
         self._pump()
-        if not self._sink_down and len(self._writes.waiting) < self.spec.delivery.max_in_flight:
+        blocked = self._sink_down or time.monotonic() < self._reading_again_at
+        if not blocked and len(self._writes.waiting) < self.spec.delivery.max_in_flight:
             # Transform ahead while writes are out: at most a window of writes waits behind the in-flight ones.
             self._set_paused(False)
             self._handle(self._consumer.consume(self.spec.delivery.max_batch_size, timeout=0.1))
-        elif self._sink_down:
+        elif blocked:
             self._set_paused(True)  # stop fetching, stay in the group: consume() serves rebalances
             self._handle(self._consumer.consume(1, timeout=0.1))
         else:
@@ -144,16 +151,35 @@ class PipelineWorker:
         batches: dict[tuple[object, ...], list[PendingRow]] = {}
         consumed: Counter[str] = Counter()
         rows_per_batch = self._sink.rows_per_batch
+        rewound: set[TP] = set()  # partitions to read again from a message the registry could not decode yet
         for message in messages:
             if message.error():
                 log.warning("consumer error: %s", message.error())
                 continue
             record = to_record(message)
+            tp = (record.topic, record.partition)
+            if tp in rewound:
+                continue
+            document: object = UNREAD
+            if self._decode is not None and record.value is not None:
+                try:
+                    document = self._decode(record)
+                except RegistryUnavailable as problem:
+                    self._read_again_later(record, problem)
+                    rewound.add(tp)
+                    continue
+                except Undecodable as problem:  # refused before any table: one dead letter
+                    self._offsets.consumed(tp, record.offset)
+                    consumed[record.topic] += 1
+                    self._dead_letter(record, Rejection(problem.reason, problem.kind), None)
+                    continue
+                if self._registry_failures:
+                    self._registry_answers()
             routes = self._routes[record.topic]
-            self._offsets.consumed((record.topic, record.partition), record.offset, len(routes))
+            self._offsets.consumed(tp, record.offset, len(routes))
             consumed[record.topic] += 1
             for route in routes:  # one per table the topic feeds: the offset is done once each of them is
-                result = route.transform(record)
+                result = route.transform(record, document)
                 if isinstance(result, Rejection):
                     self._dead_letter(record, result, route.table)
                     continue
@@ -174,6 +200,24 @@ class PipelineWorker:
         for topic, count in consumed.items():
             self._consumed(topic).inc(count)
         self._pump()
+
+    def _read_again_later(self, record: Record, problem: RegistryUnavailable) -> None:
+        """The registry did not answer for this message: read its partition again from it after a backoff, with
+        consumption paused meanwhile (nothing after it is handled; nothing is dead-lettered)."""
+        assert self._consumer is not None
+        self._consumer.seek(TopicPartition(record.topic, record.partition, record.offset))
+        delay = self._backoff(self._registry_failures)
+        self._registry_failures += 1
+        self._reading_again_at = time.monotonic() + delay
+        if self._registry_failures == 1:
+            log.warning("schema registry unavailable: pausing consumption partition=%s[%d] offset=%d error=%s",
+                        record.topic, record.partition, record.offset, problem)  # fmt: skip
+        self.health.registry_unavailable(str(problem))
+
+    def _registry_answers(self) -> None:
+        log.info("schema registry answers again after %d failed tries: resuming", self._registry_failures)
+        self._registry_failures = 0
+        self.health.registry_unavailable("")
 
     def _statement(self, record: Record, result: Row | Delete, route: Route) -> Any:
         """The insert of a row or the delete of a tombstone, stamped; None once a message whose write time or
@@ -237,10 +281,13 @@ class PipelineWorker:
 
     # -- dead letters --------------------------------------------------------------------------------
 
-    def _dead_letter(self, record: Record, rejection: Rejection, table: int, attempt: int = 0) -> None:
+    def _dead_letter(self, record: Record, rejection: Rejection, table: int | None, attempt: int = 0) -> None:
+        """Sends `record` to the dead letters for `rejection` by table number `table` (None: by no table, e.g.
+        a value that cannot be decoded); its part of the offset is done once the broker has the letter."""
         assert self._dlq is not None
         topic = self.spec.delivery.dead_letter_topic_for(record.topic)
         tp = (record.topic, record.partition)
+        table_name = "" if table is None else self._tables[table]
 
         def delivered(error: KafkaError | None) -> None:
             if error is None:
@@ -265,11 +312,11 @@ class PipelineWorker:
                 record.topic,
                 record.partition,
                 record.offset,
-                self._tables[table],
+                table_name or "-",
                 rejection.error,
                 rejection.reason,
             )
-        self._dlq.send(topic, record, rejection, self._tables[table], delivered)
+        self._dlq.send(topic, record, rejection, table_name, delivered)
 
     # -- offsets and the group -----------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Literal, NamedTuple, TypeAlias, assert_never
+from typing import Final, Literal, NamedTuple, Protocol, TypeAlias, assert_never
 
 from sluice_worker.filters import compile_filter
 from sluice_worker.model import CqlType, FieldMapping, FieldSource, PipelineError, TransformSpec
@@ -19,7 +19,8 @@ Row: TypeAlias = dict[str, object]
 """Column -> value, ready to bind to a prepared INSERT; None means missing (bind it as UNSET_VALUE)."""
 
 RejectionKind = Literal[
-    "invalid_json", "missing_field", "wrong_type", "transform_error", "write_rejected", "tombstone"
+    "invalid_json", "undecodable", "unknown_schema", "missing_field", "wrong_type", "transform_error",
+    "write_rejected", "tombstone",
 ]  # fmt: skip
 
 
@@ -58,7 +59,23 @@ class Rejection:
     error: RejectionKind
 
 
-Transformer: TypeAlias = Callable[[Record], Row | Delete | Rejection | Skipped]
+class _Unread:
+    """The type of UNREAD."""
+
+
+UNREAD: Final = _Unread()
+"""A transform's `document` argument when the caller has not decoded the value: the transform parses it as JSON."""
+
+
+class Transformer(Protocol):
+    """A compiled transform: `reads_value` says whether any field reads the message value (else it need not be
+    decoded); the call takes the decoded value as `document` (e.g. Avro), or parses the value as JSON itself."""
+
+    reads_value: bool
+
+    def __call__(self, record: Record, document: object = UNREAD) -> Row | Delete | Rejection | Skipped: ...
+
+
 PythonHook: TypeAlias = Callable[[Record, Row], object]
 """`function(record, row)`: gets the row built from fields and lookups, returns the row to write (a dict)
 or raises to reject the message (Rejection error `transform_error`)."""
@@ -102,7 +119,7 @@ class _CompiledTransform:
         ]
         self._hook, self._hook_name = hook, spec.python
         self._keep = None if spec.filter is None else compile_filter(spec.filter)
-        self._parses_value = any(mapping.source == "value" for mapping in spec.fields.values())
+        self.reads_value = any(mapping.source == "value" for mapping in spec.fields.values())
         origins = {column: mapping.describe() for column, mapping in spec.fields.items()}
         origins |= {column: f"lookup of {lookup.field!r}" for column, lookup in spec.lookups.items()}
         self._required = [(column, origins.get(column, "from the python hook")) for column in spec.required]
@@ -111,15 +128,16 @@ class _CompiledTransform:
         self._key_fields = [field for field in self._fields if field.column in key_columns]
         self._key_lookups = [lookup for lookup in self._lookups if lookup[0] in key_columns]
 
-    def __call__(self, record: Record) -> Row | Delete | Rejection | Skipped:
+    def __call__(self, record: Record, document: object = UNREAD) -> Row | Delete | Rejection | Skipped:
         if record.value is None:
             return self._tombstone(record)
-        document: object = None
-        if self._parses_value:
-            try:
-                document = json.loads(record.value)
-            except (ValueError, RecursionError) as error:
-                return Rejection(f"message value is not valid JSON: {error}", "invalid_json")
+        if document is UNREAD:
+            document = None
+            if self.reads_value:
+                try:
+                    document = json.loads(record.value)
+                except (ValueError, RecursionError) as error:
+                    return Rejection(f"message value is not valid JSON: {error}", "invalid_json")
         row: Row = {}
         for field in self._fields:
             try:

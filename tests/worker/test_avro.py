@@ -1,0 +1,110 @@
+"""examples/gophers-r-us-avro.yaml against the real servers and a real schema registry (Apicurio, through its
+Confluent-compatible API): Avro values in the Confluent wire format become the same rows as JSON ones; a value that
+is not Avro, names an unknown schema or does not match its schema is a dead letter saying which; while the registry
+does not answer, the worker waits (not ready, saying why) and dead-letters nothing, then writes on."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import fastavro
+import yaml
+from confluent_kafka import Producer
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+
+from .harness import CommitAuditor, running
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gophers-r-us-avro.yaml"
+ITEM = {"type": "record", "name": "Item", "fields": [{"name": "name", "type": "string"},
+                                                     {"name": "price", "type": "double"}]}  # fmt: skip
+EVENT_V1 = {"type": "record", "name": "StoreEvent", "namespace": "shop",
+            "fields": [{"name": "id", "type": "string"}, {"name": "item", "type": ITEM}]}  # fmt: skip
+EVENT_V2 = {**EVENT_V1, "fields": [*EVENT_V1["fields"], {"name": "store", "type": ["null", "string"], "default": None}]}
+
+
+def register(registry_url: str, subject: str, schema: dict[str, object]) -> int:
+    client = SchemaRegistryClient({"url": registry_url})
+    return int(client.register_schema(subject, Schema(json.dumps(schema), "AVRO")))
+
+
+def wire(schema_id: int, schema: dict[str, object]):  # type: ignore[no-untyped-def]
+    """An encoder of documents into the Confluent wire format: byte 0, the schema id, the Avro data."""
+    parsed = fastavro.parse_schema(schema)
+
+    def encode(document: dict[str, object]) -> bytes:
+        out = io.BytesIO()
+        fastavro.schemaless_writer(out, parsed, {"store": None, **document} if schema is EVENT_V2 else document)
+        return b"\x00" + schema_id.to_bytes(4, "big") + out.getvalue()
+
+    return encode
+
+
+def example_manifest(pipeline, registry_url: str) -> Path:  # type: ignore[no-untyped-def]
+    manifest = yaml.safe_load(EXAMPLE.read_text())
+    manifest["metadata"]["name"] = pipeline.name
+    spec = manifest["spec"]
+    spec["source"].update(bootstrapServers=pipeline.bootstrap, topics=[pipeline.topic])
+    spec["source"]["schemaRegistry"]["url"] = registry_url
+    spec["sink"].update(contactPoints=pipeline.contact_points.split(","), keyspace=pipeline.keyspace)
+    spec["delivery"].update(commitIntervalMs=200, retryBackoff={"initialMs": 200, "maxMs": 2000})
+    path = pipeline.workdir / "avro.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    return path
+
+
+def test_avro_values_become_rows_and_bad_ones_dead_letters_naming_why(pipeline, make_worker, schema_registry) -> None:  # type: ignore[no-untyped-def]
+    v1 = register(schema_registry.url, f"{pipeline.topic}-value", EVENT_V1)
+    pipeline.produce(200, encode=wire(v1, EVENT_V1))
+    truncated = wire(v1, EVENT_V1)({"id": "x", "item": {"name": "blue-gopher", "price": 1.0}})[:8]
+    unknown = b"\x00" + (999_999).to_bytes(4, "big") + b"\x02a"
+    poison = {
+        b'{"id": "json-1", "item": {"name": "blue-gopher", "price": 1.0}}': "undecodable",  # JSON, not Avro
+        unknown: "unknown_schema",
+        truncated: "undecodable",  # the schema is known; the data ends too early
+    }
+    producer = Producer({"bootstrap.servers": pipeline.bootstrap})
+    for value in poison:
+        producer.produce(pipeline.topic, value=value)
+    assert producer.flush(30) == 0
+    pipeline.produce(100, encode=wire(v1, EVENT_V1))
+
+    with CommitAuditor(pipeline) as audit, running(make_worker(example_manifest(pipeline, schema_registry.url))) as w:
+        rows = pipeline.wait_for_rows(300)
+        letters = pipeline.dead_letters(len(poison))
+        assert w.stop()[0] == 0
+    assert rows == pipeline.expected_rows()
+    assert pipeline.committed() == {0: 300 + len(poison)}
+    refused = {m.value(): dict(m.headers()) for m in letters}
+    assert {value: headers["sluice.error"].decode() for value, headers in refused.items()} == poison
+    assert "not Avro in the Confluent wire format" in refused[next(iter(poison))]["sluice.reason"].decode()
+    assert b"schema id 999999 is unknown to the schema registry" in refused[unknown]["sluice.reason"]
+    assert all("sluice.table" not in headers for headers in refused.values())  # refused before any table
+    assert audit.violations == []
+
+
+def test_while_the_registry_does_not_answer_the_worker_waits_then_writes_on(
+    pipeline, make_worker, schema_registry
+) -> None:  # type: ignore[no-untyped-def]
+    v1 = register(schema_registry.url, f"{pipeline.topic}-value", EVENT_V1)
+    v2 = register(schema_registry.url, f"{pipeline.topic}-value", EVENT_V2)  # not yet seen by the worker
+    pipeline.produce(100, encode=wire(v1, EVENT_V1))
+    with CommitAuditor(pipeline) as audit, running(make_worker(example_manifest(pipeline, schema_registry.url))) as w:
+        pipeline.wait_for_rows(100)
+        with schema_registry.paused():
+            pipeline.produce(100, encode=wire(v2, EVENT_V2))  # a new schema id: the worker must ask the registry
+            deadline = time.monotonic() + 30
+            while (status := w.readyz())[0] == 200 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert status[0] == 503 and "schema registry unavailable" in status[1], status
+            time.sleep(5)  # a few retries: none may dead-letter or skip anything
+            assert len(pipeline.rows()) == 100
+        rows = pipeline.wait_for_rows(200, timeout=60)
+        w.wait_ready(60)
+        assert w.stop()[0] == 0
+    assert rows == pipeline.expected_rows()
+    assert pipeline.dead_letters(0, timeout=2) == []
+    assert pipeline.committed() == {0: 200}
+    assert audit.violations == []
