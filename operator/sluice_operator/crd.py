@@ -69,6 +69,12 @@ def _table_rules(transform: str, options: str, where: str) -> list[Schema]:
     ]
 
 
+# The one-table form's rules hold where it is used: with transform set.
+_ONE_TABLE_RULES = [
+    {**rule, "rule": f"!has(self.transform) || ({rule['rule']})"}
+    for rule in _table_rules("self.transform", "self.sink", "sink.")
+]
+
 # What the schema alone cannot say, as CEL, by path under `spec` (`*`: each value of a map, `[]`: each item of a
 # list). The rest of the model's checks (e.g. consumerConfig keys, lookups of unknown fields, tables' topics)
 # give the InvalidSpec condition instead.
@@ -89,8 +95,7 @@ RULES: Final[dict[str, list[Schema]]] = {
             "message": "sink.ttlFrom, writeTimestampFrom and createTable name columns of one table: with tables, "
             "set them in each of tables",
         },
-        *[{**rule, "rule": f"!has(self.transform) || ({rule['rule']})"}
-          for rule in _table_rules("self.transform", "self.sink", "sink.")],  # fmt: skip
+        *_ONE_TABLE_RULES,
     ],
     "tables.[]": [
         *_table_rules("self.transform", "self", ""),
