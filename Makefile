@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-provision: venv ## build/fetch Kafka, Cassandra and the Kubernetes binaries into ~/.cache/sluice
+provision: venv ## build/fetch Kafka, Cassandra, the schema registry and the Kubernetes binaries into ~/.cache/sluice
 	$(STACK) provision
 
 stack-up: venv ## start Kafka, Cassandra and the control plane; writes .stack/env

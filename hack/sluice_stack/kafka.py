@@ -15,6 +15,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # not in __al
     UserScramCredentialUpsertion,
 )
 
+from . import oidc
 from .config import HACK_DIR, VERSIONS, component_dir
 from .jvm import fetch_jars, java
 from .process import Service, free_port
@@ -61,18 +62,27 @@ def _cluster_id() -> str:
 
 
 # The secured listeners of a single-node stack, beside the plain one the other tests use: SASL_SSL with a
-# SCRAM-SHA-512 login (SCRAM_USER, made at stack-up) and SSL with a client certificate required (mutual TLS).
+# SCRAM-SHA-512 login (SCRAM_USER, made at stack-up), SSL with a client certificate required (mutual TLS), and
+# OAUTH (SASL_PLAINTEXT, OAUTHBEARER): tokens of the stack's token endpoint (oidc.py), checked with its JWKS.
 SCRAM_USER = ("sluice", "sluice-scram-secret")
+OAUTH_VALIDATOR = "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler"
 
 
-def _secured_settings(tls: Path, sasl_port: int, mtls_port: int) -> dict[str, object]:
+def _secured_settings(tls: Path, sasl_port: int, mtls_port: int, oauth_port: int, jwks: str) -> dict[str, object]:
+    listeners = f"SASL_SSL://127.0.0.1:{sasl_port},SSL://127.0.0.1:{mtls_port},OAUTH://127.0.0.1:{oauth_port}"
     return {
-        "listeners": f"SASL_SSL://127.0.0.1:{sasl_port},SSL://127.0.0.1:{mtls_port}",
-        "advertised.listeners": f"SASL_SSL://127.0.0.1:{sasl_port},SSL://127.0.0.1:{mtls_port}",
-        "listener.security.protocol.map": "SASL_SSL:SASL_SSL,SSL:SSL",
+        "listeners": listeners,
+        "advertised.listeners": listeners,
+        "listener.security.protocol.map": "SASL_SSL:SASL_SSL,SSL:SSL,OAUTH:SASL_PLAINTEXT",
         "sasl.enabled.mechanisms": "SCRAM-SHA-512",
         "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
             "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "listener.name.oauth.sasl.enabled.mechanisms": "OAUTHBEARER",
+        "listener.name.oauth.oauthbearer.sasl.jaas.config":
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;",
+        "listener.name.oauth.oauthbearer.sasl.server.callback.handler.class": OAUTH_VALIDATOR,
+        "listener.name.oauth.oauthbearer.sasl.oauthbearer.jwks.endpoint.url": jwks,
+        "sasl.oauthbearer.expected.audience": oidc.AUDIENCE,
         "listener.name.ssl.ssl.client.auth": "required",
         "ssl.keystore.type": "PEM",
         "ssl.keystore.location": tls / "server.pem",
@@ -139,19 +149,18 @@ def log_clients_to(path: Path) -> None:
     CLIENT_LOG.propagate = False
 
 
-def make_service(root: Path) -> Service:
-    """A single Kafka configured and formatted under `root/data/kafka` (not started); its data survives restarts."""
-    (service,) = make_services(root, 1)
-    return service
-
-
 def make_services(root: Path, nodes: int) -> list[Service]:
     """`nodes` Kafka nodes forming one cluster (`kafka`, or `kafka-1`...), configured and formatted under
-    `root/data/<name>` (not started: they elect a controller once a majority runs). Their data survives restarts."""
+    `root/data/<name>` (not started: they elect a controller once a majority runs). Their data survives restarts.
+    A single node comes with its secured listeners and, first, the token endpoint of their OAUTHBEARER one."""
     names = ["kafka"] if nodes == 1 else [f"kafka-{n}" for n in range(1, nodes + 1)]
     ports = [(free_port(), free_port()) for _ in names]
-    secured_ports = (free_port(), free_port())
-    secured = _secured_settings(make_certificates(root / "tls"), *secured_ports) if nodes == 1 else None
+    secured_ports = (free_port(), free_port(), free_port())
+    token_service = oidc.make_service(root, free_port()) if nodes == 1 else None
+    secured = None
+    if token_service is not None:
+        jwks = token_service.endpoints["jwks"]
+        secured = _secured_settings(make_certificates(root / "tls"), *secured_ports, jwks)
     cluster_id = _cluster_id()
     services = []
     for node, name in enumerate(names, 1):
@@ -166,18 +175,22 @@ def make_services(root: Path, nodes: int) -> list[Service]:
             result = subprocess.run(format_argv, cwd=data, capture_output=True, text=True)
             if result.returncode != 0:
                 raise RuntimeError(f"formatting Kafka's storage failed:\n{result.stdout}{result.stderr}")
+        flags = JVM_FLAGS if nodes == 1 else CLUSTER_JVM_FLAGS
+        if token_service is not None:  # Kafka 4 fetches JWKS only from URLs it is told to allow
+            flags = [*flags, f"-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={token_service.endpoints['jwks']}"]
         services.append(Service(
             name=name,
-            argv=_java_argv(JVM_FLAGS if nodes == 1 else CLUSTER_JVM_FLAGS, "kafka.Kafka", str(config)),
+            argv=_java_argv(flags, "kafka.Kafka", str(config)),
             log_path=str(root / "logs" / f"{name}.log"),
             cwd=str(data),
             endpoints={
                 "bootstrap": f"127.0.0.1:{ports[node - 1][0]}",
                 **({"sasl_ssl": f"127.0.0.1:{secured_ports[0]}", "mtls": f"127.0.0.1:{secured_ports[1]}",
-                    "tls_dir": str(root / "tls")} if secured else {}),
+                    "oauth": f"127.0.0.1:{secured_ports[2]}", "tls_dir": str(root / "tls")} if secured else {}),
             },
         ))  # fmt: skip
-    return services
+    # The token endpoint first: the broker fetches its JWKS as it starts.
+    return [token_service, *services] if token_service is not None else services
 
 
 def is_ready(service: Service) -> bool:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import cassandra, kafka, kube, registry
+from . import cassandra, kafka, kube, oidc, registry
 from .config import HACK_DIR
 from .process import Service, load_services, save_services, wait_for
 
@@ -48,7 +48,7 @@ def nodes_from_env() -> int:
 def _is_ready(service: Service) -> bool:
     checks: dict[str, Callable[[Service], bool]] = {
         "kafka": kafka.is_ready, "cassandra": cassandra.is_ready, cassandra.SECURE_NAME: cassandra.is_ready,
-        registry.NAME: registry.is_ready,
+        registry.NAME: registry.is_ready, oidc.NAME: oidc.is_ready,
     }  # fmt: skip
     return checks.get(kind_of(service.name), kube.is_ready)(service)
 
@@ -212,6 +212,10 @@ class Stack:
                 env["KAFKA_MTLS_BOOTSTRAP_SERVERS"] = brokers[0].endpoints["mtls"]
                 env["KAFKA_SCRAM_USERNAME"], env["KAFKA_SCRAM_PASSWORD"] = user, password
                 env["SLUICE_STACK_TLS_DIR"] = brokers[0].endpoints["tls_dir"]
+            if oidc.NAME in self.services:  # the OAUTHBEARER listener and its token endpoint
+                env["KAFKA_OAUTH_BOOTSTRAP_SERVERS"] = brokers[0].endpoints["oauth"]
+                env["OAUTH_TOKEN_ENDPOINT"] = self.services[oidc.NAME].endpoints["token"]
+                env["OAUTH_CLIENT_ID"], env["OAUTH_CLIENT_SECRET"] = oidc.CLIENT
         if self.has("cassandra"):
             nodes = [self.services[name] for name in self.members("cassandra")]
             env["CASSANDRA_CONTACT_POINTS"] = ",".join(s.endpoints["contact_point"] for s in nodes)

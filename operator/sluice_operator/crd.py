@@ -132,6 +132,16 @@ RULES: Final[dict[str, list[Schema]]] = {
             "fieldPath": ".sslCaLocation",
         },
     ],
+    "source.auth": [
+        {
+            "rule": "(self.mechanism == 'OAUTHBEARER') == has(self.tokenEndpoint)",
+            "message": "tokenEndpoint is required with mechanism OAUTHBEARER, and only allowed with it",
+        },
+        {
+            "rule": "!has(self.scope) || self.mechanism == 'OAUTHBEARER'",
+            "message": "scope is only allowed with mechanism OAUTHBEARER",
+        },
+    ],
     "transform": [{
         "rule": "(has(self.fields) && size(self.fields) > 0) || has(self.python)",
         "message": "fields must map at least one column, unless python builds the row",

@@ -69,6 +69,7 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
          "set transform and sink.table (one table), or tables (several), not both"),
         (lambda spec: spec.update(tables=[{"table": spec["sink"].pop("table"), "transform": spec.pop("transform")}]),
          "sink.ttlFrom, writeTimestampFrom and createTable name columns of one table: with tables, set them in each"),
+        (_set("source.auth", {"secret": "s", "mechanism": "OAUTHBEARER"}), "tokenEndpoint is required with"),
         (_set("source.format", "avro"), "format avro needs schemaRegistry, and only it uses one"),
         (_set("source.schemaRegistry", {"url": "registry:8081"}), "spec.source.schemaRegistry.url in body should"),
         (lambda spec: spec.update(tables=[{"table": spec["sink"].pop("table"), "transform": spec.pop("transform"),
@@ -81,7 +82,7 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
         "replication", "unknown-field", "bad-quantity", "operator-labels", "bad-account", "toleration-not-object",
         "autoscaling-bounds", "autoscaling-target", "delete-without-key", "tombstone-action", "ttl-column",
         "timestamp-unit", "timestamp-and-record-time", "tables-and-transform", "tables-with-create-table",
-        "avro-without-registry", "registry-url", "tables-ttl-column",
+        "oauth-without-endpoint", "avro-without-registry", "registry-url", "tables-ttl-column",
     ],
 )  # fmt: skip
 def test_invalid_pipelines_are_refused(

@@ -1,7 +1,7 @@
 """The worker, its dead letters, replay-dlq and the operator's lag reader over the stack's secured Kafka listeners
-(SASL_SSL with a SCRAM-SHA-512 login, and mutual TLS), and the sink over TLS with a password to the secured
-Cassandra node; certificates and logins from files as the operator mounts them. A wrong CA or password fails
-with the reason in /readyz and loses nothing."""
+(SASL_SSL with a SCRAM-SHA-512 login, mutual TLS, and OAUTHBEARER with tokens of an OAuth token endpoint), and the
+sink over TLS with a password to the secured Cassandra node; certificates and logins from files as the operator
+mounts them. A wrong CA, password or client secret fails with the reason in /readyz and loses nothing."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from sluice_operator.kafka import OffsetReader
 from sluice_operator.lag import total_lag
 from sluice_stack.cassandra import LOGIN as CASSANDRA_LOGIN
 from sluice_stack.kafka import SCRAM_USER
+from sluice_stack.oidc import CLIENT as OAUTH_CLIENT
 from sluice_worker.credentials import read_side
 from sluice_worker.manifest import load_pipeline
 
@@ -128,6 +129,53 @@ def test_a_wrong_ca_or_password_is_refused_with_the_reason_and_loses_nothing(  #
         rows = pipeline.wait_for_rows(N)
         assert worker.stop()[0] == 0
     assert rows == pipeline.expected_rows() and pipeline.committed() == {0: N}
+
+
+def oauth_mount(folder: Path, secret: str) -> Path:
+    """The source side of the mounted credentials for OAUTHBEARER: the OAuth client's id and secret."""
+    source = folder / "credentials" / "source"
+    source.mkdir(parents=True)
+    (source / "username").write_text(OAUTH_CLIENT[0])
+    (source / "password").write_text(secret)
+    return source.parent
+
+
+def test_oauthbearer_tokens_from_the_token_endpoint_for_the_worker_its_dead_letters_and_the_lag_reader(  # type: ignore[no-untyped-def]
+    pipeline: PipelineUnderTest, make_worker, kafka, stack
+) -> None:
+    """The client credentials grant (OIDC) at the stack's token endpoint; the broker checks each token with the
+    endpoint's JWKS. A wrong client secret: the token endpoint's refusal in /readyz, nothing written."""
+    token_endpoint = stack.services["oidc"].endpoints["token"]
+    auth = {"secret": "kafka-oauth", "mechanism": "OAUTHBEARER", "tokenEndpoint": token_endpoint, "scope": "kafka"}
+    manifest = pipeline.write_manifest(source={"bootstrapServers": kafka.service.endpoints["oauth"], "auth": auth})
+    pipeline.produce(N, poison_every=50)
+    poison = [e for e in pipeline.events if e.poison]
+
+    wrong = oauth_mount(pipeline.workdir / "wrong", "not-the-secret")
+    with running(make_worker(manifest, SLUICE_CREDENTIALS_DIR=str(wrong))) as worker:
+        deadline, said = time.monotonic() + 30, ""
+        refused = 'Failed to acquire SASL OAUTHBEARER token: {"error": "invalid_client"}'
+        while refused not in said and time.monotonic() < deadline:
+            status, said = worker.readyz()
+            time.sleep(0.5)
+        assert status == 503 and refused in said, said
+        assert worker.stop()[0] == 0
+    assert pipeline.written() == 0 and pipeline.committed() == {}
+
+    credentials = oauth_mount(pipeline.workdir, OAUTH_CLIENT[1])
+    with CommitAuditor(pipeline) as audit, running(make_worker(manifest, SLUICE_CREDENTIALS_DIR=str(credentials))) as w:
+        rows = pipeline.wait_for_rows(N - len(poison))
+        assert len(pipeline.dead_letters(len(poison))) == len(poison)  # the dead-letter producer has tokens too
+        deadline = time.monotonic() + 30
+        while pipeline.committed().get(0) != N and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert w.stop()[0] == 0
+    assert rows == pipeline.expected_rows() and audit.violations == []
+    spec = load_pipeline(manifest).spec
+    snapshot = asyncio.run(
+        OffsetReader(timeout=10).read(spec.source, pipeline.group_id, read_side(credentials, "source"))
+    )
+    assert total_lag(snapshot, "earliest") == 0 and snapshot.partitions[(pipeline.topic, 0)].committed == N
 
 
 def sink_mount(folder: Path, tls_dir: Path, password: str) -> Path:

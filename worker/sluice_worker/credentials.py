@@ -101,8 +101,17 @@ def kafka_security(source: SourceSpec, values: Mapping[str, str]) -> dict[str, s
         config["ssl.endpoint.identification.algorithm"] = "https" if tls.verify_hostname else "none"
     if (auth := source.auth) is not None:
         config["sasl.mechanism"] = auth.mechanism
-        config["sasl.username"] = _need(values, USERNAME_FILE, "spec.source.auth").strip()
-        config["sasl.password"] = _need(values, PASSWORD_FILE, "spec.source.auth").rstrip("\n")
+        username = _need(values, USERNAME_FILE, "spec.source.auth").strip()
+        password = _need(values, PASSWORD_FILE, "spec.source.auth").rstrip("\n")
+        if auth.mechanism == "OAUTHBEARER":  # librdkafka asks the token endpoint itself, and again before expiry
+            assert auth.token_endpoint is not None, "validated: OAUTHBEARER has a token endpoint"
+            config["sasl.oauthbearer.method"] = "oidc"
+            config["sasl.oauthbearer.token.endpoint.url"] = auth.token_endpoint
+            config["sasl.oauthbearer.client.id"], config["sasl.oauthbearer.client.secret"] = username, password
+            if auth.scope is not None:
+                config["sasl.oauthbearer.scope"] = auth.scope
+        else:
+            config["sasl.username"], config["sasl.password"] = username, password
     return config
 
 

@@ -52,7 +52,17 @@ SPEC_FIELD_OF_CONSUMER_KEY = {
         "spec.source.tls (certificates from Secrets)",
     ),
     **dict.fromkeys(
-        ("sasl.mechanism", "sasl.mechanisms", "sasl.username", "sasl.password"),
+        (
+            "sasl.mechanism",
+            "sasl.mechanisms",
+            "sasl.username",
+            "sasl.password",
+            "sasl.oauthbearer.method",
+            "sasl.oauthbearer.client.id",
+            "sasl.oauthbearer.client.secret",
+            "sasl.oauthbearer.token.endpoint.url",
+            "sasl.oauthbearer.scope",
+        ),
         "spec.source.auth (a login from a Secret)",
     ),
     "session.timeout.ms": "spec.source.sessionTimeoutMs",
@@ -75,7 +85,7 @@ PythonReference = Annotated[str, Field(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:
 
 StartFrom = Literal["earliest", "latest"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
-SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
 FieldSource = Literal["value", "key", "header", "topic", "partition", "offset", "timestamp"]
 TombstoneAction = Literal["deadLetter", "skip", "delete"]
 ValueFormat = Literal["json", "avro"]
@@ -155,9 +165,27 @@ class Login(SpecModel):
 
 
 class SaslLogin(Login):
-    """A SASL login to the brokers (security.protocol SASL_SSL with tls, else SASL_PLAINTEXT)."""
+    """A SASL login to the brokers (security.protocol SASL_SSL with tls, else SASL_PLAINTEXT). With OAUTHBEARER,
+    the Secret's usernameKey and passwordKey hold an OAuth client's id and secret, exchanged at tokenEndpoint
+    for tokens (the client credentials grant, OIDC)."""
 
     mechanism: SaslMechanism = Field(default="SCRAM-SHA-512", description="The SASL mechanism.")
+    token_endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="OAUTHBEARER only (and required with it): the OAuth token endpoint, e.g. Keycloak's "
+        "`https://sso/realms/kafka/protocol/openid-connect/token`.",
+    )
+    scope: str | None = Field(default=None, min_length=1, description="OAUTHBEARER only: the scope to ask for.")
+
+    @model_validator(mode="after")
+    def _token_endpoint_with_oauth(self) -> SaslLogin:
+        oauth = self.mechanism == "OAUTHBEARER"
+        if oauth != (self.token_endpoint is not None):
+            raise ValueError("tokenEndpoint is required with mechanism OAUTHBEARER, and only allowed with it")
+        if self.scope is not None and not oauth:
+            raise ValueError("scope is only allowed with mechanism OAUTHBEARER")
+        return self
 
 
 class SchemaRegistry(SpecModel):
@@ -251,6 +279,8 @@ class SourceSpec(SpecModel):
                     "credentials (the protocol follows from them); use one style"
                 )
             return self
+        if self.sasl_mechanism == "OAUTHBEARER":
+            raise ValueError("saslMechanism OAUTHBEARER needs a token endpoint: use auth (mechanism, tokenEndpoint)")
         sasl = self.security_protocol.startswith("SASL_")
         if sasl and (self.sasl_mechanism is None or self.credentials is None):
             raise ValueError(f"securityProtocol {self.security_protocol} needs saslMechanism and credentials")

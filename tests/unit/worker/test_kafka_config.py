@@ -100,3 +100,35 @@ def test_the_secret_keys_a_pipeline_names_and_where_they_are_mounted() -> None:
         ("cassandra-user", "username", "sink/username", "spec.sink.auth.usernameKey"),
         ("cassandra-user", "pw", "sink/password", "spec.sink.auth.passwordKey"),
     ]
+
+
+def test_oauthbearer_asks_the_token_endpoint_with_the_clients_id_and_secret() -> None:
+    auth = {"secret": "kafka-oauth", "mechanism": "OAUTHBEARER", "scope": "kafka",
+            "tokenEndpoint": "https://sso.example/realms/kafka/protocol/openid-connect/token"}  # fmt: skip
+    source = parse_pipeline(secured({"tls": {}, "auth": auth})).spec.source
+    config = client_config(source, "c", {"username": "pipeline-client\n", "password": "client-secret\n"})
+    assert config["security.protocol"] == "SASL_SSL" and config["sasl.mechanism"] == "OAUTHBEARER"
+    assert config["sasl.oauthbearer.method"] == "oidc"
+    assert config["sasl.oauthbearer.token.endpoint.url"] == auth["tokenEndpoint"]
+    assert (config["sasl.oauthbearer.client.id"], config["sasl.oauthbearer.client.secret"]) == (
+        "pipeline-client",
+        "client-secret",
+    )
+    assert config["sasl.oauthbearer.scope"] == "kafka" and "sasl.username" not in config
+
+
+@pytest.mark.parametrize(
+    ("auth", "message"),
+    [
+        ({"mechanism": "OAUTHBEARER"}, "tokenEndpoint is required with mechanism OAUTHBEARER"),
+        ({"tokenEndpoint": "https://sso/token"}, "tokenEndpoint is required with mechanism OAUTHBEARER, and only"),
+        ({"scope": "kafka"}, "scope is only allowed with mechanism OAUTHBEARER"),
+    ],
+    ids=["no-endpoint", "endpoint-without-oauth", "scope-without-oauth"],
+)
+def test_oauthbearer_settings_only_with_oauthbearer(auth: dict[str, str], message: str) -> None:
+    with pytest.raises(PipelineError, match=message):
+        parse_pipeline(secured({"auth": {"secret": "s", **auth}}))
+    with pytest.raises(PipelineError, match="saslMechanism OAUTHBEARER needs a token endpoint: use auth"):
+        parse_pipeline(secured({"securityProtocol": "SASL_SSL", "saslMechanism": "OAUTHBEARER",
+                                "credentials": {"usernameEnv": "U", "passwordEnv": "P"}}))  # fmt: skip
