@@ -427,10 +427,21 @@ def test_a_pipeline_whose_workers_cannot_start_says_why(cluster: Cluster) -> Non
         assert "spec.transform.python: cannot import 'no_such_module'" in ready["message"], ready
         assert "exit code 2" in ready["message"], ready
         assert conditions(cluster, name)["Degraded"]["status"] == "True"
-        header, row = cluster.kubectl("get", "dp", name, "-n", NAMESPACE).splitlines()[:2]
-        listed = dict(zip(header.split(), row.split(), strict=False))
-        assert (listed["READY"], listed["REASON"]) == ("False", "WorkersFailing"), listed
-        assert "No module named 'no_such_module'" in cluster.kubectl("describe", "dp", name, "-n", NAMESPACE)
+
+        # Between two crashes the restarted container runs for a moment and the conditions say only that it is
+        # not ready yet (a worker that recovers is not failing); after its next crash they tell why again. So
+        # each view is read until it shows the crash, as a user looking again would.
+        def listed() -> dict[str, str]:
+            header, row = cluster.kubectl("get", "dp", name, "-n", NAMESPACE).splitlines()[:2]
+            return dict(zip(header.split(), row.split(), strict=False))
+
+        columns = wait_for(
+            "kubectl get dp to say WorkersFailing", lambda: (c := listed())["REASON"] == "WorkersFailing" and c, 120
+        )
+        assert columns["READY"] == "False", columns
+        wait_for("describe to show the worker's own message",
+                 lambda: "No module named 'no_such_module'" in cluster.kubectl("describe", "dp", name, "-n", NAMESPACE),
+                 timeout=120, interval=2)  # fmt: skip
         (pod,) = worker_pods(cluster, f"sluice.dev/pipeline={name}")
         (status,) = pod["status"]["containerStatuses"]
         ended = status["state"].get("terminated") or status["lastState"]["terminated"]

@@ -62,7 +62,8 @@ def test_kafka_advertises_its_stable_pod_name() -> None:
     kafka = statefulsets()["kafka"]
     namespace, service = kafka["metadata"]["namespace"], kafka["spec"]["serviceName"]
     env = {e["name"]: e.get("value") for e in container(kafka)["env"]}
-    assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://kafka-0.{service}.{namespace}.svc.cluster.local:9092"
+    host = f"kafka-0.{service}.{namespace}.svc.cluster.local"
+    assert env["KAFKA_ADVERTISED_LISTENERS"].split(",") == [f"PLAINTEXT://{host}:9092", f"SASL_PLAINTEXT://{host}:9094"]
     services = {d["metadata"]["name"]: d for d in documents(MANIFESTS / "data-services.yaml") if d["kind"] == "Service"}
     assert services[service]["spec"]["clusterIP"] == "None"
 
