@@ -43,7 +43,7 @@ from pathlib import Path
 OPERATOR_ONLY = {"kopf", "kubernetes"}  # the worker image leaves these out
 deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
 out = Path(sys.argv[1])
-# The operator decodes no messages: confluent-kafka without its extras (Avro, the schema registry client).
+# The operator decodes no messages: confluent-kafka without its extras (Avro, Protobuf, the registry client).
 operator = [d.split("[")[0] + d.split("]")[1] if "[" in d else d for d in deps]
 (out / "requirements-operator.txt").write_text("".join(f"{d}\n" for d in operator))
 worker = [d for d in deps if d.split("=")[0].split("[")[0].strip().lower() not in OPERATOR_ONLY]

@@ -123,8 +123,8 @@ RULES: Final[dict[str, list[Schema]]] = {
             "(the protocol follows from them); use one style",
         },
         {
-            "rule": "(self.format == 'avro') == has(self.schemaRegistry)",
-            "message": "format avro needs schemaRegistry, and only it uses one",
+            "rule": "(self.format != 'json') == has(self.schemaRegistry)",
+            "message": "formats avro and protobuf need schemaRegistry, and only they use one",
         },
         {
             "rule": "!has(self.sslCaLocation) || self.securityProtocol.endsWith('SSL')",

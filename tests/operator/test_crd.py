@@ -70,7 +70,7 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
         (lambda spec: spec.update(tables=[{"table": spec["sink"].pop("table"), "transform": spec.pop("transform")}]),
          "sink.ttlFrom, writeTimestampFrom and createTable name columns of one table: with tables, set them in each"),
         (_set("source.auth", {"secret": "s", "mechanism": "OAUTHBEARER"}), "tokenEndpoint is required with"),
-        (_set("source.format", "avro"), "format avro needs schemaRegistry, and only it uses one"),
+        (_set("source.format", "avro"), "formats avro and protobuf need schemaRegistry, and only they use one"),
         (_set("source.schemaRegistry", {"url": "registry:8081"}), "spec.source.schemaRegistry.url in body should"),
         (lambda spec: spec.update(tables=[{"table": spec["sink"].pop("table"), "transform": spec.pop("transform"),
                                            "ttlFrom": {"column": "nope"}}]),

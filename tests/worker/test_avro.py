@@ -108,3 +108,62 @@ def test_while_the_registry_does_not_answer_the_worker_waits_then_writes_on(
     assert pipeline.dead_letters(0, timeout=2) == []
     assert pipeline.committed() == {0: 200}
     assert audit.violations == []
+
+
+PROTOBUF_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gophers-r-us-protobuf.yaml"
+
+
+def store_event_class():  # type: ignore[no-untyped-def]
+    """StoreEvent of a .proto built here (no protoc): Item first, so StoreEvent is message index 1."""
+    from google.protobuf import descriptor_pb2, descriptor_pool
+    from google.protobuf.message_factory import GetMessageClass
+
+    field = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(name="store_event.proto", package="shop", syntax="proto3")
+    item = proto.message_type.add(name="Item")
+    item.field.add(name="name", number=1, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
+    item.field.add(name="price", number=2, type=field.TYPE_DOUBLE, label=field.LABEL_OPTIONAL)
+    event = proto.message_type.add(name="StoreEvent")
+    event.field.add(name="id", number=1, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
+    event.field.add(name="item", number=2, type=field.TYPE_MESSAGE, label=field.LABEL_OPTIONAL, type_name=".shop.Item")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return GetMessageClass(pool.FindMessageTypeByName("shop.StoreEvent"))
+
+
+def test_protobuf_values_become_the_same_rows(pipeline, make_worker, schema_registry) -> None:  # type: ignore[no-untyped-def]
+    from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    event_class = store_event_class()
+    serializer = ProtobufSerializer(event_class, SchemaRegistryClient({"url": schema_registry.url}),
+                                    {"use.deprecated.format": False})  # fmt: skip
+    context = SerializationContext(pipeline.topic, MessageField.VALUE)
+
+    def encode(document: dict[str, object]) -> bytes:
+        item = document["item"]
+        assert isinstance(item, dict)
+        return bytes(serializer(event_class(id=document["id"], item=item), context))
+
+    pipeline.produce(150, encode=encode)
+    junk = b"\x00" + (999_998).to_bytes(4, "big") + b"\x00\x0a\x01x"
+    producer = Producer({"bootstrap.servers": pipeline.bootstrap})
+    producer.produce(pipeline.topic, value=junk)
+    assert producer.flush(30) == 0
+    manifest = yaml.safe_load(PROTOBUF_EXAMPLE.read_text())
+    manifest["metadata"]["name"] = pipeline.name
+    spec = manifest["spec"]
+    spec["source"].update(bootstrapServers=pipeline.bootstrap, topics=[pipeline.topic])
+    spec["source"]["schemaRegistry"]["url"] = schema_registry.url
+    spec["sink"].update(contactPoints=pipeline.contact_points.split(","), keyspace=pipeline.keyspace)
+    spec["delivery"]["commitIntervalMs"] = 200
+    path = pipeline.workdir / "protobuf.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    with CommitAuditor(pipeline) as audit, running(make_worker(path)) as worker:
+        rows = pipeline.wait_for_rows(150)
+        (letter,) = pipeline.dead_letters(1)
+        assert worker.stop()[0] == 0
+    assert rows == pipeline.expected_rows()
+    assert dict(letter.headers())["sluice.error"] == b"unknown_schema"
+    assert pipeline.committed() == {0: 151}
+    assert audit.violations == []

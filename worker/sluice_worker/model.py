@@ -88,7 +88,7 @@ SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
 FieldSource = Literal["value", "key", "header", "topic", "partition", "offset", "timestamp"]
 TombstoneAction = Literal["deadLetter", "skip", "delete"]
-ValueFormat = Literal["json", "avro"]
+ValueFormat = Literal["json", "avro", "protobuf"]
 CqlType = Literal[
     "text", "ascii", "varchar", "tinyint", "smallint", "int", "bigint", "varint", "float", "double",
     "decimal", "boolean", "timestamp", "date", "uuid", "timeuuid", "blob",
@@ -226,10 +226,13 @@ class SourceSpec(SpecModel):
     )
     format: ValueFormat = Field(
         default="json",
-        description="How message values are encoded: `json`, or `avro` in the Confluent wire format (a schema id, "
-        "then Avro), decoded with the schema from schemaRegistry. Paths in transform.fields read either alike.",
+        description="How message values are encoded: `json`, or `avro` or `protobuf` in the Confluent wire format (a "
+        "schema id, then the data), decoded with the schema from schemaRegistry. Paths in transform.fields read "
+        "them alike (Protobuf fields by their names in the .proto).",
     )
-    schema_registry: SchemaRegistry | None = Field(default=None, description="Where `avro` values' schemas are.")
+    schema_registry: SchemaRegistry | None = Field(
+        default=None, description="Where the schemas of `avro` and `protobuf` values are."
+    )
     tls: TlsSpec | None = Field(default=None, description="TLS to the brokers; certificates from Secrets.")
     auth: SaslLogin | None = Field(default=None, description="SASL login to the brokers, from a Secret.")
     security_protocol: SecurityProtocol = Field(
@@ -264,8 +267,8 @@ class SourceSpec(SpecModel):
 
     @model_validator(mode="after")
     def _registry_with_avro(self) -> SourceSpec:
-        if (self.format == "avro") != (self.schema_registry is not None):
-            raise ValueError("format avro needs schemaRegistry, and only it uses one")
+        if (self.format != "json") != (self.schema_registry is not None):
+            raise ValueError("formats avro and protobuf need schemaRegistry, and only they use one")
         return self
 
     @model_validator(mode="after")

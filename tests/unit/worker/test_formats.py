@@ -23,9 +23,9 @@ def source(**changes: Any) -> SourceSpec:
 def test_avro_needs_a_registry_and_only_avro_uses_one() -> None:
     assert source().format == "json"
     assert source(format="avro", schemaRegistry={"url": "http://r:8081"}).schema_registry is not None
-    with pytest.raises(ValueError, match="format avro needs schemaRegistry, and only it uses one"):
+    with pytest.raises(ValueError, match="formats avro and protobuf need schemaRegistry, and only they use one"):
         source(format="avro")
-    with pytest.raises(ValueError, match="format avro needs schemaRegistry"):
+    with pytest.raises(ValueError, match="formats avro and protobuf need schemaRegistry"):
         source(schemaRegistry={"url": "http://r:8081"})
     with pytest.raises(ValueError, match="url"):
         source(format="avro", schemaRegistry={"url": "r:8081"})  # no scheme
@@ -59,4 +59,4 @@ def test_a_bad_spec_names_the_field() -> None:
     del manifest["spec"]["source"]["schemaRegistry"]
     with pytest.raises(PipelineError) as raised:
         parse_pipeline(manifest)
-    assert str(raised.value) == "spec.source: format avro needs schemaRegistry, and only it uses one"
+    assert str(raised.value) == "spec.source: formats avro and protobuf need schemaRegistry, and only they use one"
