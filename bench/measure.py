@@ -161,7 +161,8 @@ class CpuRecorder:
 
 
 def scrape(url: str, names: tuple[str, ...]) -> dict[str, float]:
-    """Sums of the named Prometheus metrics (over all their labels) at `url`; missing ones are 0."""
+    """Sums of the named Prometheus metrics (over all their labels) at `url`; missing ones are 0. A name with
+    labels (`sluice_rows_written_total{table="t"}`) is that one sample."""
     sums = dict.fromkeys(names, 0.0)
     with urllib.request.urlopen(url, timeout=5) as response:
         for line in response.read().decode().splitlines():
@@ -169,8 +170,8 @@ def scrape(url: str, names: tuple[str, ...]) -> dict[str, float]:
                 continue
             metric, _, value = line.rpartition(" ")
             name = metric.split("{", 1)[0]
-            if name in sums:
-                sums[name] += float(value)
+            for key in {metric, name} & sums.keys():
+                sums[key] += float(value)
     return sums
 
 

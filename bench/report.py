@@ -49,6 +49,15 @@ def summary(
         "ratio_to_ceiling": _ratio(sluice, min(ceilings)) if ceilings else None,
         "speedup_vs_naive": _ratio(sluice, rate("naive")),
         "ratio_to_benthos": _ratio(sluice, rate("benthos")),
+        # Avro values and a second table, each against the plain JSON path of the same run.
+        "avro_msgs_per_s": rate("avro"),
+        "avro_cpu_s_per_1k": per_1k("avro"),
+        "two_tables_msgs_per_s": rate("two_tables"),
+        "two_tables_cpu_s_per_1k": per_1k("two_tables"),
+        # With --before-worker: the plain JSON path now against as it was, in the same rounds.
+        "sluice_before_msgs_per_s": rate("sluice_before"),
+        "sluice_before_cpu_s_per_1k": per_1k("sluice_before"),
+        "ratio_to_before": _ratio(sluice, rate("sluice_before")),
     }
     for size in (200, 1000):
         scale = next((s for s in operator.scales if s.pipelines == size), None) if operator else None

@@ -37,6 +37,7 @@ from .workload import (
     REPO_DIR,
     UNKNOWN_ITEMS,
     Pipeline,
+    as_avro,
     create_topic,
     delete_topic,
     expected_departments,
@@ -44,10 +45,11 @@ from .workload import (
     produce,
 )
 
-SYSTEMS = ("consume", "driver", "sluice", "benthos", "naive", "recovery", "operator")
+SYSTEMS = ("consume", "driver", "sluice", "avro", "tables", "benthos", "naive", "recovery", "operator")
 # What the ratios compare: on a 2-core machine shared with Cassandra one run of each varies by about 10%, so
-# these run --rounds times, one after another in each round, and each reports its median run.
-REPEATED = ("driver_batched", "sluice", "benthos")
+# these run --rounds times, one after another in each round, and each reports its median run. sluice_before
+# (with --before-worker) is Sluice as it was, run right after Sluice in each round.
+REPEATED = ("driver_batched", "sluice", "sluice_before", "benthos")
 SEED = 6
 
 
@@ -84,6 +86,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--worker", type=Path, default=sluice.WORKER, help="a candidate sluice-worker executable to measure instead"
     )
+    parser.add_argument(
+        "--before-worker", type=Path,
+        help="also measure this sluice-worker (e.g. a venv of an earlier commit) in every round, right after the "
+        "current one: the plain JSON path before and after a change, in one run",
+    )  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="one more sluice-worker run under py-spy")
     parser.add_argument("--keep", action="store_true", help="keep the topic and tables")
     args = parser.parse_args(argv)
@@ -141,6 +148,7 @@ def measure(args: argparse.Namespace) -> int:
         benthos_error = benthos_error or None
 
     groups = ["kafka", "cassandra", *(["kube"] if "operator" in wanted else [])]
+    groups += ["registry"] if "avro" in wanted else []
     with local_stack(args.stack, groups) as stack:
         env = stack.env()
         pipeline = Pipeline.example()
@@ -152,6 +160,11 @@ def measure(args: argparse.Namespace) -> int:
         create_topic(bootstrap, topic, args.partitions)
         if wanted - {"operator", "recovery"}:
             produce(bootstrap, topic, events)
+        avro_topic, registry_url = None, env.get("SCHEMA_REGISTRY_URL")
+        if "avro" in wanted and registry_url:
+            avro_topic = f"{topic}-avro"
+            create_topic(bootstrap, avro_topic, args.partitions)
+            produce(bootstrap, avro_topic, as_avro(events, registry_url, f"{avro_topic}-value"))
         tables = Tables(contact_point, pipeline)
         ctx = Context(
             bootstrap=bootstrap,
@@ -167,6 +180,8 @@ def measure(args: argparse.Namespace) -> int:
             workdir=workdir,
             run_id=run_id,
             server_pids={name: int(stack.services[name].pid or 0) for name in ("kafka", "cassandra")},
+            avro_topic=avro_topic,
+            registry_url=registry_url,
         )
         del events
         results: dict[str, Result] = {}
@@ -204,6 +219,8 @@ def measure(args: argparse.Namespace) -> int:
             if not args.keep:
                 tables.drop_all()
                 delete_topic(bootstrap, topic)
+                if avro_topic:
+                    delete_topic(bootstrap, avro_topic)
             tables.close()
 
     summary = report.summary(
@@ -246,6 +263,12 @@ def measure_systems(
         ),
         "sluice": lambda: [sluice.run(ctx, changes=args.sluice_set, worker=args.worker)],
     }
+    if args.before_worker is not None:
+        before = args.before_worker
+        steps["sluice_before"] = lambda: [sluice.run(ctx, "sluice_before", args.sluice_set, worker=before)]
+    steps["avro"] = lambda: [sluice.run(ctx, "avro", args.sluice_set, worker=args.worker, variant="avro")]
+    steps["tables"] = lambda: [sluice.run(ctx, "two_tables", args.sluice_set, worker=args.worker,
+                                          variant="two_tables")]  # fmt: skip
     if benthos_binary is not None:
         binary = benthos_binary
         steps["benthos"] = lambda: [benthos.run(ctx, binary)]
@@ -289,6 +312,9 @@ def repeat_round(
     if "sluice" in first:
         again = sluice.run(ctx, f"sluice_run{number}", changes=args.sluice_set, worker=args.worker)
         yield replace(again, key="sluice")
+    if "sluice_before" in first and args.before_worker is not None:
+        again = sluice.run(ctx, f"sluice_before_run{number}", args.sluice_set, worker=args.before_worker)
+        yield replace(again, key="sluice_before")
     if "benthos" in first and benthos_binary is not None:
         yield benthos.run(ctx, benthos_binary, run=number)
 

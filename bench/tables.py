@@ -36,6 +36,24 @@ class Tables:
         self.created.append(table)
         return table
 
+    def fresh_by_department(self, table: str) -> str:
+        """An empty table of the two-table run's second kind: rows by department, then id."""
+        self.session.execute(f"DROP TABLE IF EXISTS {KEYSPACE}.{table}", timeout=60)
+        self.session.execute(
+            f"CREATE TABLE {KEYSPACE}.{table} (department text, id text, price double, PRIMARY KEY ((department), id))",
+            timeout=60,
+        )
+        self._cluster.control_connection.wait_for_schema_agreement(wait_time=30)
+        self.created.append(table)
+        return table
+
+    def check_by_department(self, table: str, expected: Counter[str]) -> None:
+        """Fails loudly unless the by-department `table` holds exactly the `expected` rows per department."""
+        query = SimpleStatement(f"SELECT department FROM {KEYSPACE}.{table}", fetch_size=5000)
+        found = Counter(row.department for row in self.session.execute(query, timeout=120))
+        if found != expected:
+            raise BenchError(f"{KEYSPACE}.{table}: rows per department {dict(found)}, expected {dict(expected)}")
+
     def check(self, table: str, count: int, expected: Counter[str] | None = None) -> int:
         """Fails loudly unless `table` holds exactly `count` rows, each with the department its item maps to,
         and (if given) exactly the `expected` rows per department. Returns the row count."""

@@ -35,6 +35,8 @@ class Context:
     workdir: Path
     run_id: str
     server_pids: dict[str, int]  # "kafka", "cassandra": charged with their CPU during each window
+    avro_topic: str | None = None  # the same events as Avro in the Confluent wire format, for the Avro run
+    registry_url: str | None = None  # the schema registry holding their schema
 
     def recorder(self) -> CpuRecorder:
         return CpuRecorder(self.server_pids)

@@ -40,3 +40,37 @@ def test_of_an_even_count_the_lower_middle_run_is_reported() -> None:
 def test_a_single_run_is_reported_as_it_is() -> None:
     only = _run(10_000)
     assert median_run([only]) is only
+
+
+def test_a_metric_is_summed_over_its_labels_or_read_for_one() -> None:
+    import http.server
+    import threading
+
+    from bench.measure import scrape
+
+    body = (
+        b"# HELP sluice_rows_written_total Rows\n"
+        b'sluice_rows_written_total{table="a"} 3.0\n'
+        b'sluice_rows_written_total{table="b"} 4.0\n'
+        b"sluice_messages_consumed_total 9.0\n"
+    )
+
+    class Metrics(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        one = 'sluice_rows_written_total{table="b"}'
+        got = scrape(url, ("sluice_rows_written_total", one, "sluice_messages_consumed_total", "missing_total"))
+    finally:
+        server.shutdown()
+    assert got == {"sluice_rows_written_total": 7.0, one: 4.0, "sluice_messages_consumed_total": 9.0,
+                   "missing_total": 0.0}  # fmt: skip
