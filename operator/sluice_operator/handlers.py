@@ -177,11 +177,15 @@ class Handlers:
             raise kopf.TemporaryError(f"{outcome.problem[1]} (looked for again in {delay:.0f}s)", delay=delay)
 
     def on_child(self, type: str | None, body: kopf.Body, resource: kopf.Resource, **_: Any) -> None:
-        """A child changed or went away: reconcile its pipeline (the initial listing is left to resume)."""
+        """A child changed or went away: reconcile its pipeline. The initial listing is only remembered (the
+        resume handlers reconcile), so a restarted operator reads no child it has just been shown."""
         pipeline = owning_pipeline(body)
-        if type is None or pipeline is None:
+        if pipeline is None:
             return
         observed = Observed(resource.kind or "", None if type == "DELETED" else dict(body))
+        if type is None:
+            self.reconciler.observe(body.metadata.namespace or "", pipeline, observed)
+            return
         self.reconcile_for(body.metadata.namespace or "", pipeline, observed)
 
     def on_worker_pod(self, type: str | None, body: kopf.Body, **_: Any) -> None:

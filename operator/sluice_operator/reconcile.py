@@ -26,6 +26,7 @@ from .api import (
     disruption_budget_name,
     validated,
 )
+from .children import ChildCache, Seen, holds, trimmed
 from .kube import ApiError, Kube
 from .metrics import OperatorMetrics
 from .settings import OperatorSettings
@@ -80,6 +81,11 @@ def _conflict(kind: str, live: Obj | None, owner: Owner) -> str | None:
     return f"{kind} {live['metadata']['name']} already exists and is controlled by {held}, not this DataPipeline"
 
 
+def seen_obj(seen: Mapping[str, Seen], kind: str) -> Obj | None:
+    child = seen.get(kind)
+    return child.obj if child is not None else None
+
+
 def _summary(status: Mapping[str, Any]) -> str:
     return ", ".join(f"{c['type']}={c['status']} ({c['reason']})" for c in status.get("conditions") or [])
 
@@ -99,6 +105,7 @@ class Reconciler:
         self._guard = threading.Lock()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._applied: dict[tuple[str, str], dict[str, Applied]] = {}  # by pipeline, then kind
+        self.children = ChildCache()  # what the watches last showed of each child
 
     def _lock(self, key: tuple[str, str]) -> threading.Lock:
         with self._guard:
@@ -111,10 +118,13 @@ class Reconciler:
         """
         key = (namespace, name)
         with self._lock(key), self.metrics.reconcile_seconds.time():
+            if observed is not None:
+                self.observe(namespace, name, observed)
             try:
                 body = self.kube.get(PIPELINES, namespace, name)
                 if body is None or body["metadata"].get("deletionTimestamp"):
                     self._applied.pop(key, None)  # its children go by garbage collection
+                    self.children.forget(key)
                     return Outcome(body=None)
                 outcome = self._reconcile(key, body, observed)
             except ApiError:
@@ -122,6 +132,26 @@ class Reconciler:
                 raise
             self.metrics.reconciles.labels("ok" if outcome.problem is None else "invalid").inc()
             return outcome
+
+    def observe(self, namespace: str, name: str, observed: Observed) -> None:
+        """Remembers a child as a watch showed it (also the watches' initial listing, which reconciles nothing),
+        and whether it still held every field last applied to it."""
+        key = (namespace, name)
+        last = self._applied.get(key, {}).get(observed.kind)
+        obj = observed.obj
+        holds_applied = obj is not None and last is not None and holds(obj, last.manifest)
+        self.children.put(key, observed.kind, Seen(trimmed(obj) if obj is not None else None, holds_applied))
+
+    def _live(self, key: tuple[str, str], kind: str, read: Callable[[], Obj | None]) -> Seen:
+        """The child as last seen, else as read now (then judged against the manifest last applied)."""
+        seen = self.children.get(key, kind)
+        if seen is None:
+            obj = read()
+            last = self._applied.get(key, {}).get(kind)
+            seen = Seen(trimmed(obj) if obj is not None else None, obj is not None and last is not None
+                        and holds(obj, last.manifest))  # fmt: skip
+            self.children.put(key, kind, seen)
+        return seen
 
     def _may_have_budget(self, key: tuple[str, str], deployment: Obj | None) -> bool:
         """Whether a pipeline without a budget may still have one of ours to remove: one was applied in this
@@ -147,10 +177,13 @@ class Reconciler:
 
     def _reconcile(self, key: tuple[str, str], body: Obj, observed: Observed | None) -> Outcome:
         owner = Owner.of(body)
-        live = {
-            "Deployment": self.kube.get(DEPLOYMENTS, owner.namespace, deployment_name(owner.name)),
-            "ConfigMap": self.kube.get(CONFIGMAPS, owner.namespace, configmap_name(owner.name)),
-        }
+        seen = {
+            "Deployment": self._live(key, "Deployment",
+                                     lambda: self.kube.get(DEPLOYMENTS, owner.namespace, deployment_name(owner.name))),
+            "ConfigMap": self._live(key, "ConfigMap",
+                                    lambda: self.kube.get(CONFIGMAPS, owner.namespace, configmap_name(owner.name))),
+        }  # fmt: skip
+        live = {kind: child.obj for kind, child in seen.items()}
         try:
             pipeline = validated(body)
         except PipelineError as error:
@@ -180,7 +213,14 @@ class Reconciler:
         applied: dict[str, Obj] = {}
         try:
             for kind, manifest in children.by_kind().items():  # the ConfigMap first: the pods mount it
+                last = self._applied.get(key, {}).get(kind)
+                child = seen.get(kind)
+                if last is not None and last.manifest == manifest and child is not None and child.holds_applied:
+                    assert child.obj is not None
+                    applied[kind] = child.obj  # unchanged since the last apply, and still as applied: no request
+                    continue
                 applied[kind] = self.kube.apply(manifest, FIELD_MANAGER)
+                self.children.put(key, kind, Seen(trimmed(applied[kind]), True))
         except ApiError as error:
             if not error.permanent:
                 raise
@@ -188,9 +228,12 @@ class Reconciler:
         if stale_budget is not None and _conflict("PodDisruptionBudget", stale_budget, owner) is None:
             meta = stale_budget["metadata"]
             self.kube.delete(DISRUPTION_BUDGETS, meta["namespace"], meta["name"], meta["uid"])  # budget unset
-        self._applied[key] = {
-            kind: Applied(manifest, _version(applied[kind])) for kind, manifest in children.by_kind().items()
-        }
+        previous = self._applied.get(key, {})
+        self._applied[key] = {  # a child left as it was keeps the version of the apply that made it so
+            kind: previous[kind] if applied[kind] is seen_obj(seen, kind) and kind in previous
+            else Applied(manifest, _version(applied[kind]))
+            for kind, manifest in children.by_kind().items()
+        }  # fmt: skip
 
         deployment = applied["Deployment"]
         assessment = status.assess(deployment, desired=children.workers, paused=pipeline.spec.paused)

@@ -1,0 +1,67 @@
+"""What the operator last saw of each pipeline's children, kept small: enough to skip an apply that would change
+nothing, to judge ownership and to assess the status, without a GET per child per reconcile."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .api import Obj
+
+Key = tuple[str, str]  # (namespace, pipeline name)
+_IDENTITY = ("name", "namespace", "uid", "generation", "resourceVersion", "ownerReferences")
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A child as last seen (`obj`: None when it is known not to exist), trimmed to what the reconciler reads,
+    and whether it then held every field of the manifest the operator last applied to it."""
+
+    obj: Obj | None
+    holds_applied: bool
+
+
+def trimmed(obj: Mapping[str, Any]) -> Obj:
+    """The parts a reconcile reads: identity and ownership, and for a Deployment its replicas and status."""
+    meta = obj.get("metadata", {})
+    kept: Obj = {"kind": obj.get("kind"), "metadata": {key: meta[key] for key in _IDENTITY if key in meta}}
+    if "replicas" in obj.get("spec", {}):
+        kept["spec"] = {"replicas": obj["spec"]["replicas"]}
+    if "status" in obj:
+        kept["status"] = obj["status"]
+    return kept
+
+
+def holds(live: Any, wanted: Any) -> bool:
+    """Whether `live` has every field of `wanted` with the same value (what the API server added, such as
+    defaults and status, does not count). Lists must have the same length, item by item."""
+    if isinstance(wanted, Mapping):
+        return isinstance(live, Mapping) and all(
+            key in live and holds(live[key], value) for key, value in wanted.items()
+        )
+    if isinstance(wanted, list):
+        return isinstance(live, list) and len(live) == len(wanted) and all(map(holds, live, wanted))
+    return bool(live == wanted)
+
+
+class ChildCache:
+    """Per pipeline and kind, the last Seen child; thread-safe (kopf runs handlers on several threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[Key, dict[str, Seen]] = {}
+
+    def get(self, key: Key, kind: str) -> Seen | None:
+        """None when nothing is known (then the reconciler reads the child itself)."""
+        with self._lock:
+            return self._seen.get(key, {}).get(kind)
+
+    def put(self, key: Key, kind: str, seen: Seen) -> None:
+        with self._lock:
+            self._seen.setdefault(key, {})[kind] = seen
+
+    def forget(self, key: Key) -> None:
+        with self._lock:
+            self._seen.pop(key, None)

@@ -1,0 +1,57 @@
+"""What the operator keeps of each child between reconciles, and how it tells a child still holds its apply."""
+
+from __future__ import annotations
+
+from sluice_operator.children import ChildCache, Seen, holds, trimmed
+
+
+def test_a_child_holds_what_was_applied_whatever_the_server_added() -> None:
+    applied = {"spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "w", "image": "w:1"}]}}}}
+    container = {"name": "w", "image": "w:1", "imagePullPolicy": "IfNotPresent"}  # a default the server added
+    live = {
+        "metadata": {"uid": "u", "generation": 3},
+        "spec": {
+            "replicas": 2,
+            "strategy": {"type": "RollingUpdate"},
+            "template": {"spec": {"containers": [container]}},
+        },
+        "status": {"readyReplicas": 2},
+    }
+    assert holds(live, applied)
+
+
+def test_a_hand_edit_or_a_missing_item_breaks_it() -> None:
+    applied = {"spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "w", "image": "w:1"}]}}}}
+    edited = {"spec": {"replicas": 5, "template": {"spec": {"containers": [{"name": "w", "image": "w:1"}]}}}}
+    other_image = {"spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "w", "image": "w:2"}]}}}}
+    extra_container = {"spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "w", "image": "w:1"},
+                                                                                    {"name": "x"}]}}}}  # fmt: skip
+    assert not holds(edited, applied) and not holds(other_image, applied) and not holds(extra_container, applied)
+    assert not holds({"spec": {}}, applied)
+
+
+def test_trimmed_keeps_identity_ownership_replicas_and_status_only() -> None:
+    deployment = {
+        "kind": "Deployment",
+        "metadata": {"name": "p", "namespace": "ns", "uid": "u", "generation": 2, "resourceVersion": "9",
+                     "ownerReferences": [{"uid": "o", "controller": True}], "managedFields": [{"big": "x" * 1000}],
+                     "annotations": {"a": "b"}},
+        "spec": {"replicas": 3, "template": {"spec": {"containers": [{"name": "w"}]}}},
+        "status": {"availableReplicas": 3},
+    }  # fmt: skip
+    assert trimmed(deployment) == {
+        "kind": "Deployment",
+        "metadata": {"name": "p", "namespace": "ns", "uid": "u", "generation": 2, "resourceVersion": "9",
+                     "ownerReferences": [{"uid": "o", "controller": True}]},
+        "spec": {"replicas": 3},
+        "status": {"availableReplicas": 3},
+    }  # fmt: skip
+
+
+def test_the_cache_forgets_a_pipeline_whole() -> None:
+    cache = ChildCache()
+    cache.put(("ns", "p"), "Deployment", Seen(None, False))
+    cache.put(("ns", "p"), "ConfigMap", Seen({"kind": "ConfigMap"}, True))
+    assert cache.get(("ns", "p"), "ConfigMap") == Seen({"kind": "ConfigMap"}, True)
+    cache.forget(("ns", "p"))
+    assert cache.get(("ns", "p"), "Deployment") is None and cache.get(("ns", "p"), "ConfigMap") is None
