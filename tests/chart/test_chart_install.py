@@ -153,8 +153,11 @@ def test_operator_with_the_charts_rbac_reconciles_the_sample(release: Release, t
         operator = subprocess.Popen([str(OPERATOR)], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for("the operator's /healthz", lambda: http_status(f"http://127.0.0.1:{port}/healthz") == 200)
-        crd = json.loads(release.kubectl("get", "crd", "datapipelines.sluice.dev", "-o", "json"))
-        assert crd["spec"]["versions"][0]["schema"] == build_crd()["spec"]["versions"][0]["schema"]
+        # The leader applies the CRD as it starts, beside its health endpoint: read until the apply shows.
+        wanted = build_crd()["spec"]["versions"][0]["schema"]
+        wait_for("the operator to upgrade the CRD to its own",
+                 lambda: json.loads(release.kubectl("get", "crd", "datapipelines.sluice.dev", "-o", "json"))
+                 ["spec"]["versions"][0]["schema"] == wanted, timeout=60)  # fmt: skip
 
         sample = yaml.safe_load((REPO / "examples" / "gophers-r-us.yaml").read_text())
         sample["metadata"]["namespace"] = release.watched

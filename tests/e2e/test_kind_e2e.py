@@ -421,16 +421,17 @@ def test_a_pipeline_whose_workers_cannot_start_says_why(cluster: Cluster) -> Non
     manifest["metadata"]["name"] = name = "broken-hook"
     cluster.apply(manifest)
     try:
-        ready = wait_for("Ready=False with reason WorkersFailing",
-                         lambda: (c := conditions(cluster, name).get("Ready", {})).get("reason") == "WorkersFailing"
-                         and c, timeout=180, interval=2)  # fmt: skip
-        assert "spec.transform.python: cannot import 'no_such_module'" in ready["message"], ready
-        assert "exit code 2" in ready["message"], ready
-        assert conditions(cluster, name)["Degraded"]["status"] == "True"
-
         # Between two crashes the restarted container runs for a moment and the conditions say only that it is
         # not ready yet (a worker that recovers is not failing); after its next crash they tell why again. So
-        # each view is read until it shows the crash, as a user looking again would.
+        # each view is read until it shows the crash, as a user looking again would, and judged as one reading.
+        now = wait_for("Ready=False with reason WorkersFailing",
+                       lambda: (c := conditions(cluster, name)).get("Ready", {}).get("reason") == "WorkersFailing"
+                       and c, timeout=180, interval=2)  # fmt: skip
+        ready = now["Ready"]
+        assert "spec.transform.python: cannot import 'no_such_module'" in ready["message"], ready
+        assert "exit code 2" in ready["message"], ready
+        assert now["Degraded"]["status"] == "True", now
+
         def listed() -> dict[str, str]:
             header, row = cluster.kubectl("get", "dp", name, "-n", NAMESPACE).splitlines()[:2]
             return dict(zip(header.split(), row.split(), strict=False))
