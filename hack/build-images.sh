@@ -43,15 +43,12 @@ from pathlib import Path
 OPERATOR_ONLY = {"kopf", "kubernetes"}  # the worker image leaves these out
 deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
 out = Path(sys.argv[1])
-# The operator decodes no messages: confluent-kafka without its extras (Avro, Protobuf, the registry client).
-operator = [d.split("[")[0] + d.split("]")[1] if "[" in d else d for d in deps]
-(out / "requirements-operator.txt").write_text("".join(f"{d}\n" for d in operator))
+(out / "requirements-operator.txt").write_text("".join(f"{d}\n" for d in deps))
 worker = [d for d in deps if d.split("=")[0].split("[")[0].strip().lower() not in OPERATOR_ONLY]
 (out / "requirements-worker.txt").write_text("".join(f"{d}\n" for d in worker))
 PY
 # The dependencies' wheels depend on the pins alone: kept under ~/.cache/sluice by the pins' digest.
-pins=$(cat "$wheels/deps/requirements-operator.txt" "$wheels/deps/requirements-worker.txt" \
-  <("$PY" -c 'import sys; print(sys.version)') | sha256sum | cut -c1-16)
+pins=$(cat "$wheels/deps/requirements-operator.txt" <("$PY" -c 'import sys; print(sys.version)') | sha256sum | cut -c1-16)
 deps_cache="$SLUICE_CACHE/wheelhouse/deps-$pins"
 mkdir -p "$SLUICE_CACHE/wheelhouse"
 exec {wheels_lock}>"$SLUICE_CACHE/wheelhouse.lock"
@@ -60,7 +57,7 @@ if [ ! -d "$deps_cache" ]; then
   log "wheelhouse: dependencies"
   rm -rf "$deps_cache.tmp" && mkdir -p "$deps_cache.tmp"
   "$PIP" wheel -q --disable-pip-version-check --prefer-binary -w "$deps_cache.tmp" \
-    -r "$wheels/deps/requirements-operator.txt" -r "$wheels/deps/requirements-worker.txt"
+    -r "$wheels/deps/requirements-operator.txt"
   mv "$deps_cache.tmp" "$deps_cache"
 fi
 flock -u "$wheels_lock"
