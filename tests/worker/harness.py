@@ -109,6 +109,19 @@ class PipelineUnderTest:
         path.write_text(yaml.safe_dump(manifest))
         return path
 
+    def example_manifest(self, example: Path, **source: object) -> Path:
+        """An example of examples/ on this test's topic, keyspace and group (its name), with `source` fields
+        set (e.g. a schema registry's url) and quick commits and retries."""
+        manifest = yaml.safe_load(example.read_text())
+        manifest["metadata"]["name"] = self.name
+        spec = manifest["spec"]
+        spec["source"].update(bootstrapServers=self.bootstrap, topics=[self.topic], **source)
+        spec["sink"].update(contactPoints=self.contact_points.split(","), keyspace=self.keyspace)
+        spec["delivery"].update(commitIntervalMs=200, retryBackoff={"initialMs": 200, "maxMs": 2000})
+        path = self.workdir / example.name
+        path.write_text(yaml.safe_dump(manifest))
+        return path
+
     # -- Kafka ------------------------------------------------------------------------------------------
 
     def produce(

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import fastavro
-import yaml
 from confluent_kafka import Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
@@ -42,19 +41,6 @@ def wire(schema_id: int, schema: dict[str, object]):  # type: ignore[no-untyped-
     return encode
 
 
-def example_manifest(pipeline, registry_url: str) -> Path:  # type: ignore[no-untyped-def]
-    manifest = yaml.safe_load(EXAMPLE.read_text())
-    manifest["metadata"]["name"] = pipeline.name
-    spec = manifest["spec"]
-    spec["source"].update(bootstrapServers=pipeline.bootstrap, topics=[pipeline.topic])
-    spec["source"]["schemaRegistry"]["url"] = registry_url
-    spec["sink"].update(contactPoints=pipeline.contact_points.split(","), keyspace=pipeline.keyspace)
-    spec["delivery"].update(commitIntervalMs=200, retryBackoff={"initialMs": 200, "maxMs": 2000})
-    path = pipeline.workdir / "avro.yaml"
-    path.write_text(yaml.safe_dump(manifest))
-    return path
-
-
 def test_avro_values_become_rows_and_bad_ones_dead_letters_naming_why(pipeline, make_worker, schema_registry) -> None:  # type: ignore[no-untyped-def]
     v1 = register(schema_registry.url, f"{pipeline.topic}-value", EVENT_V1)
     pipeline.produce(200, encode=wire(v1, EVENT_V1))
@@ -71,7 +57,10 @@ def test_avro_values_become_rows_and_bad_ones_dead_letters_naming_why(pipeline, 
     assert producer.flush(30) == 0
     pipeline.produce(100, encode=wire(v1, EVENT_V1))
 
-    with CommitAuditor(pipeline) as audit, running(make_worker(example_manifest(pipeline, schema_registry.url))) as w:
+    with (
+        CommitAuditor(pipeline) as audit,
+        running(make_worker(pipeline.example_manifest(EXAMPLE, schemaRegistry={"url": schema_registry.url}))) as w,
+    ):
         rows = pipeline.wait_for_rows(300)
         letters = pipeline.dead_letters(len(poison))
         assert w.stop()[0] == 0
@@ -91,7 +80,10 @@ def test_while_the_registry_does_not_answer_the_worker_waits_then_writes_on(
     v1 = register(schema_registry.url, f"{pipeline.topic}-value", EVENT_V1)
     v2 = register(schema_registry.url, f"{pipeline.topic}-value", EVENT_V2)  # not yet seen by the worker
     pipeline.produce(100, encode=wire(v1, EVENT_V1))
-    with CommitAuditor(pipeline) as audit, running(make_worker(example_manifest(pipeline, schema_registry.url))) as w:
+    with (
+        CommitAuditor(pipeline) as audit,
+        running(make_worker(pipeline.example_manifest(EXAMPLE, schemaRegistry={"url": schema_registry.url}))) as w,
+    ):
         pipeline.wait_for_rows(100)
         with schema_registry.paused():
             pipeline.produce(100, encode=wire(v2, EVENT_V2))  # a new schema id: the worker must ask the registry
@@ -150,15 +142,7 @@ def test_protobuf_values_become_the_same_rows(pipeline, make_worker, schema_regi
     producer = Producer({"bootstrap.servers": pipeline.bootstrap})
     producer.produce(pipeline.topic, value=junk)
     assert producer.flush(30) == 0
-    manifest = yaml.safe_load(PROTOBUF_EXAMPLE.read_text())
-    manifest["metadata"]["name"] = pipeline.name
-    spec = manifest["spec"]
-    spec["source"].update(bootstrapServers=pipeline.bootstrap, topics=[pipeline.topic])
-    spec["source"]["schemaRegistry"]["url"] = schema_registry.url
-    spec["sink"].update(contactPoints=pipeline.contact_points.split(","), keyspace=pipeline.keyspace)
-    spec["delivery"]["commitIntervalMs"] = 200
-    path = pipeline.workdir / "protobuf.yaml"
-    path.write_text(yaml.safe_dump(manifest))
+    path = pipeline.example_manifest(PROTOBUF_EXAMPLE, schemaRegistry={"url": schema_registry.url})
     with CommitAuditor(pipeline) as audit, running(make_worker(path)) as worker:
         rows = pipeline.wait_for_rows(150)
         (letter,) = pipeline.dead_letters(1)

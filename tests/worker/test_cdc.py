@@ -8,26 +8,12 @@ import json
 import time
 from pathlib import Path
 
-import yaml
 from confluent_kafka import Producer
 
 from .harness import running
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "user-changes-cdc.yaml"
 HOUR_MS = 3_600_000
-
-
-def example_manifest(pipeline) -> Path:  # type: ignore[no-untyped-def]
-    """The example on the test's topic, keyspace and group."""
-    manifest = yaml.safe_load(EXAMPLE.read_text())
-    manifest["metadata"]["name"] = pipeline.name
-    spec = manifest["spec"]
-    spec["source"].update(bootstrapServers=pipeline.bootstrap, topics=[pipeline.topic])
-    spec["sink"].update(contactPoints=pipeline.contact_points.split(","), keyspace=pipeline.keyspace)
-    spec["delivery"]["commitIntervalMs"] = 200
-    path = pipeline.workdir / "user-changes.yaml"
-    path.write_text(yaml.safe_dump(manifest))
-    return path
 
 
 def test_the_cdc_example_deletes_keeps_the_newest_change_and_expires_trials(pipeline, make_worker) -> None:  # type: ignore[no-untyped-def]
@@ -48,7 +34,7 @@ def test_the_cdc_example_deletes_keeps_the_newest_change_and_expires_trials(pipe
         producer.produce(pipeline.topic, key=key, value=payload, headers=[("changed-at", str(changed_at).encode())])
     assert producer.flush(30) == 0
 
-    with running(make_worker(example_manifest(pipeline))) as worker:
+    with running(make_worker(pipeline.example_manifest(EXAMPLE))) as worker:
         letters = pipeline.dead_letters(1)
         deadline = time.monotonic() + 30
         while pipeline.committed().get(0) != len(changes) and time.monotonic() < deadline:

@@ -7,26 +7,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import yaml
-
 from .harness import DEPARTMENTS, CommitAuditor, running
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gophers-r-us-by-department.yaml"
 N, POISON_EVERY = 300, 25
 THIRTY_DAYS = 2_592_000
-
-
-def example_manifest(pipeline) -> Path:  # type: ignore[no-untyped-def]
-    """The example on the test's topic, keyspace and group."""
-    manifest = yaml.safe_load(EXAMPLE.read_text())
-    manifest["metadata"]["name"] = pipeline.name
-    spec = manifest["spec"]
-    spec["source"].update(bootstrapServers=pipeline.bootstrap, topics=[pipeline.topic])
-    spec["sink"].update(contactPoints=pipeline.contact_points.split(","), keyspace=pipeline.keyspace)
-    spec["delivery"]["commitIntervalMs"] = 200
-    path = pipeline.workdir / "by-department.yaml"
-    path.write_text(yaml.safe_dump(manifest))
-    return path
 
 
 def test_one_topic_feeds_two_tables_and_commits_once_both_have_each_message(pipeline, make_worker) -> None:  # type: ignore[no-untyped-def]
@@ -41,7 +26,7 @@ def test_one_topic_feeds_two_tables_and_commits_once_both_have_each_message(pipe
     # sales row missing at the end, which the counts below catch.
     # A value that is no JSON is refused once, before any table reads it; the others by each table.
     unreadable = [e for e in poison if e.poison == "invalid_json"]
-    with CommitAuditor(pipeline) as audit, running(make_worker(example_manifest(pipeline))) as worker:
+    with CommitAuditor(pipeline) as audit, running(make_worker(pipeline.example_manifest(EXAMPLE))) as worker:
         letters = pipeline.dead_letters(2 * len(poison) - len(unreadable))
         deadline = time.monotonic() + 60
         while pipeline.committed().get(0) != N and time.monotonic() < deadline:
