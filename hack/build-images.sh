@@ -4,7 +4,8 @@
 #      for python:3.11-slim-bookworm when no registry is reachable);
 #   2. build/wheelhouse/: the sluice wheel and every pinned dependency as wheels, with this venv's pip;
 #   3. `docker build` of Dockerfile.worker and Dockerfile.operator, with no network at all when the base image
-#      already has tini (the local stand-in does); the official base needs Debian's tini package.
+#      already has tini (the local stand-in does); the official base needs Debian's tini package. An image whose
+#      label dev.sluice.inputs matches the hash of its inputs (Dockerfile, wheels, base, commit) is kept.
 #
 #   hack/build-images.sh [worker] [operator]       (default: both)
 #
@@ -79,11 +80,20 @@ for image in "${images[@]}"; do
     operator) name=${SLUICE_OPERATOR_IMAGE:-sluice-operator} ;;
     *) echo "unknown image $image (worker or operator)" >&2; exit 2 ;;
   esac
-  log "docker build $name:$tag (Dockerfile.$image)"
+  # Everything that goes into the image: kept when an image of that name already carries the same hash.
+  key=$( { sha256sum "Dockerfile.$image" "$wheels"/deps/* "$wheels"/sluice/*
+           echo "$base $(docker image inspect -f '{{.Id}}' "$base") $network $version $revision $created"; } |
+         sha256sum | cut -c1-16)
+  if [ "$(docker image inspect -f '{{index .Config.Labels "dev.sluice.inputs"}}' "$name:$tag" 2>/dev/null)" = "$key" ]; then
+    log "$name:$tag is up to date (inputs $key)"
+    continue
+  fi
+  log "docker build $name:$tag (Dockerfile.$image, inputs $key)"
   started=$(date +%s)
   buildlog=build/docker-build-$image.log
   DOCKER_BUILDKIT=0 docker build --network "$network" -f "Dockerfile.$image" -t "$name:$tag" \
-    --build-arg VERSION="$version" --build-arg REVISION="$revision" --build-arg CREATED="$created" . \
+    --build-arg VERSION="$version" --build-arg REVISION="$revision" --build-arg CREATED="$created" \
+    --label dev.sluice.inputs="$key" . \
     >"$buildlog" 2>&1 || { tail -n 40 "$buildlog" >&2; echo "docker build failed: $buildlog" >&2; exit 1; }
   # Earlier builds of this image, now untagged, only take space (the build cache is kept).
   docker image prune -f --filter "label=org.opencontainers.image.title=$name" >/dev/null
