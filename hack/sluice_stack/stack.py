@@ -131,7 +131,16 @@ class Stack:
                 service.start()
             for name in services:
                 self.start(name, already_started=True)
-        else:  # one after another: a Cassandra node joins the ring through the seed, which starts first
+        elif group == "cassandra" and self.nodes > 1:
+            # The seed first: the others join the ring through it. They then start together, which is safe because
+            # none bootstraps (auto_bootstrap: false, each has its own fixed token).
+            seed, *others = services
+            self.start(seed)
+            for name in others:
+                services[name].start()
+            for name in others:
+                self.start(name, already_started=True)
+        else:
             for name in services:
                 self.start(name)
         if group == "kube":
