@@ -80,9 +80,10 @@ def test_while_the_registry_does_not_answer_the_worker_waits_then_writes_on(
     v1 = register(schema_registry.url, f"{pipeline.topic}-value", EVENT_V1)
     v2 = register(schema_registry.url, f"{pipeline.topic}-value", EVENT_V2)  # not yet seen by the worker
     pipeline.produce(100, encode=wire(v1, EVENT_V1))
+    registry = {"url": schema_registry.url, "timeoutSeconds": 1}  # each try gives up after 1 s
     with (
         CommitAuditor(pipeline) as audit,
-        running(make_worker(pipeline.example_manifest(EXAMPLE, schemaRegistry={"url": schema_registry.url}))) as w,
+        running(make_worker(pipeline.example_manifest(EXAMPLE, schemaRegistry=registry))) as w,
     ):
         pipeline.wait_for_rows(100)
         with schema_registry.paused():
@@ -91,7 +92,7 @@ def test_while_the_registry_does_not_answer_the_worker_waits_then_writes_on(
             while (status := w.readyz())[0] == 200 and time.monotonic() < deadline:
                 time.sleep(0.5)
             assert status[0] == 503 and "schema registry unavailable" in status[1], status
-            time.sleep(5)  # a few retries: none may dead-letter or skip anything
+            time.sleep(3)  # two or three more tries (1 s each, then a backoff): none may dead-letter or skip anything
             assert len(pipeline.rows()) == 100
         rows = pipeline.wait_for_rows(200, timeout=60)
         w.wait_ready(60)

@@ -17,8 +17,6 @@ from .transform import Record, RejectionKind
 Decoder = Callable[[Record], object]
 """Decodes a record's value (never None: tombstones are not decoded). Raises Undecodable or RegistryUnavailable."""
 
-REGISTRY_TIMEOUT_SECONDS = 5.0
-
 
 class Undecodable(Exception):
     """A value that cannot be decoded, whatever happens later: the message goes to the dead letters."""
@@ -60,7 +58,7 @@ class _RegistryDecoder:
     def __init__(self, registry: SchemaRegistry, credentials_dir: Path) -> None:
         from confluent_kafka.schema_registry import SchemaRegistryClient
 
-        config: dict[str, object] = {"url": registry.url, "timeout": REGISTRY_TIMEOUT_SECONDS}
+        config: dict[str, object] = {"url": registry.url, "timeout": registry.timeout_seconds}
         if registry.auth is not None:
             username, password = registry_login(credentials_dir)
             config["basic.auth.user.info"] = f"{username}:{password}"

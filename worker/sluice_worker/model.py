@@ -196,6 +196,13 @@ class SchemaRegistry(SpecModel):
         description="Its API root, e.g. `http://registry:8081` or Apicurio's `http://apicurio:8080/apis/ccompat/v7`.",
     )
     auth: Login | None = Field(default=None, description="HTTP basic authentication, from a Secret.")
+    timeout_seconds: float = Field(
+        default=5.0,
+        ge=0.1,
+        le=60,
+        description="How long one request to the registry may take; a registry that does not answer in time is "
+        "asked again after a backoff, and nothing is dead-lettered meanwhile.",
+    )
 
 
 LEGACY_SECURITY = ("security_protocol", "sasl_mechanism", "ssl_ca_location", "credentials")
