@@ -55,13 +55,21 @@ def process_cpu_seconds(pid: int) -> float | None:
 
 def peak_rss_bytes(pid: int) -> int | None:
     """VmHWM: the most resident memory `pid` has ever used."""
+    return _status_bytes(pid).get("VmHWM")
+
+
+def rss_bytes(pid: int) -> int | None:
+    """VmRSS: the resident memory `pid` uses now."""
+    return _status_bytes(pid).get("VmRSS")
+
+
+def _status_bytes(pid: int) -> dict[str, int]:
+    """The kB lines of /proc/PID/status, in bytes; empty once the process is gone."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
     except OSError:
-        return None
-    return None
+        return {}
+    return {k: int(v.split()[0]) * 1024 for k, _, v in (line.partition(":") for line in lines) if v.endswith(" kB")}
 
 
 def _machine_ticks() -> tuple[int, int]:

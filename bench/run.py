@@ -1,9 +1,10 @@
 """`make bench`: Sluice against this machine's limits and against its peers, all in one run.
 
 Produces N Gophers R Us store events to a fresh topic, then measures, each with a table of its own that
-must hold exactly the expected rows: the consume ceiling, the driver ceiling, one sluice-worker, Benthos
-and the naive loop; then the operator at 200 and 1,000 DataPipelines. The systems the ratios compare (the
-batched driver ceiling, Sluice, Benthos) run --rounds times, interleaved, and each reports its median run.
+must hold exactly the expected rows: the consume ceiling, the driver ceiling, one sluice-worker, Benthos as
+commonly configured and Benthos at the batching a search found best, and the naive loop; then the operator at 200
+and 1,000 DataPipelines. The systems the ratios compare (the batched driver ceiling, Sluice, both Benthos) run
+--rounds times, interleaved, and each reports its median run.
 Prints a table, then on the last line one JSON object. Exits non-zero if any count is wrong or a system fails.
 """
 
@@ -49,7 +50,7 @@ SYSTEMS = ("consume", "driver", "sluice", "avro", "tables", "benthos", "naive", 
 # What the ratios compare: on a 2-core machine shared with Cassandra one run of each varies by about 10%, so
 # these run --rounds times, one after another in each round, and each reports its median run. sluice_before
 # (with --before-worker) is Sluice as it was, run right after Sluice in each round.
-REPEATED = ("driver_batched", "sluice", "sluice_before", "benthos")
+REPEATED = ("driver_batched", "sluice", "sluice_before", "benthos", "benthos_tuned")
 SEED = 6
 
 
@@ -67,7 +68,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"subset of {','.join(SYSTEMS)}")
     parser.add_argument("--operator-sizes", default="200,1000", help="DataPipelines per step (default 200,1000)")
     parser.add_argument("--operator-replicas", type=int, default=0, help="spec.replicas of those (default 0)")
-    parser.add_argument("--benthos-batch", type=int, default=0, help="also run Benthos with batches of this size")
     parser.add_argument(
         "--placement", choices=("pinned", "shared"), default="pinned",
         help="pinned (default): Cassandra on CPUs of its own, Kafka and each measured client on the others "
@@ -185,7 +185,6 @@ def measure(args: argparse.Namespace) -> int:
         )
         del events
         results: dict[str, Result] = {}
-        notes: list[str] = []  # what an optional variant found
         operator_result: OperatorResult | None = None
         operator_error: str | None = "not measured (--systems)"
         profile_text: str | None = None
@@ -193,7 +192,7 @@ def measure(args: argparse.Namespace) -> int:
         placement = Placement.split(os.sched_getaffinity(0)) if args.placement == "pinned" else None
         try:
             with pinned(placement, ctx.server_pids["cassandra"], ctx.server_pids["kafka"]):
-                results = measure_systems(ctx, args, benthos_binary, notes)
+                results = measure_systems(ctx, args, benthos_binary)
             if "recovery" in wanted:  # unpinned, as servers restart; after the others, as it restarts Kafka
                 print("measuring recovery ...", file=sys.stderr)
                 recovery = recovering.measure(ctx, stack, args.rounds)
@@ -239,17 +238,13 @@ def measure(args: argparse.Namespace) -> int:
     print(report.table(results, summary, operator_result))
     if recovery is not None:
         print(recovery.table())
-    for note in notes:
-        print(f"note: {note}")
     if profile_text:
         print(f"\nprofile of one more sluice-worker run ({workdir / 'profile.txt'}):\n{profile_text}")
     print(json.dumps(summary))
     return 0
 
 
-def measure_systems(
-    ctx: Context, args: argparse.Namespace, benthos_binary: Path | None, notes: list[str]
-) -> dict[str, Result]:
+def measure_systems(ctx: Context, args: argparse.Namespace, benthos_binary: Path | None) -> dict[str, Result]:
     """Every wanted system but the operator, in order, then the further --rounds of the REPEATED ones."""
     wanted = set(args.systems)
     results: dict[str, Result] = {}
@@ -272,20 +267,13 @@ def measure_systems(
     if benthos_binary is not None:
         binary = benthos_binary
         steps["benthos"] = lambda: [benthos.run(ctx, binary)]
-        if args.benthos_batch > 1:
-            steps["benthos_batch"] = lambda: [benthos.run(ctx, binary, args.benthos_batch)]
+        steps["benthos_tuned"] = lambda: [tuned_benthos(ctx, binary, args.quick)]
     steps["naive"] = lambda: [naive.run(ctx, args.naive_messages)]
     for key, step in steps.items():
         if key.split("_")[0] not in wanted:
             continue
         print(f"measuring {key} ...", file=sys.stderr)
-        try:
-            measured = step()
-        except BenchError as error:
-            if key != "benthos_batch":
-                raise
-            notes.append(f"Benthos with batches of {args.benthos_batch} failed: {str(error).splitlines()[0]}")
-            continue
+        measured = step()
         for result in measured:
             results[result.key] = result
             print(f"  {result.title}: {result.window.rate:,.0f} msgs/s", file=sys.stderr)
@@ -317,6 +305,18 @@ def repeat_round(
         yield replace(again, key="sluice_before")
     if "benthos" in first and benthos_binary is not None:
         yield benthos.run(ctx, benthos_binary, run=number)
+    if "benthos_tuned" in first and benthos_binary is not None:
+        tuned = first["benthos_tuned"].extra
+        yield benthos.run_tuned(ctx, benthos_binary, benthos.Setting(**tuned["best"]), number, tuned["trials"])
+
+
+def tuned_benthos(ctx: Context, binary: Path, quick: bool) -> Result:
+    """Benthos batching at the best batch size and in-flight count of a search on the first rows of the topic."""
+    grid = (benthos.QUICK_BATCHES, benthos.QUICK_IN_FLIGHT) if quick else (benthos.BATCHES, benthos.IN_FLIGHT)
+    settings = [benthos.Setting(batch, flight) for batch in grid[0] for flight in grid[1]]
+    trials = benthos.search(ctx, binary, settings, trial_rows=5_000 if quick else 20_000)
+    best = benthos.Setting(trials[0]["batch"], trials[0]["in_flight"])
+    return benthos.run_tuned(ctx, binary, best, trials=trials)
 
 
 def median_run(runs: list[Result]) -> Result:

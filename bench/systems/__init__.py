@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..measure import BenchError, CpuRecorder, CpuUse, Progress, Window, watch_progress
+from ..measure import BenchError, CpuRecorder, CpuUse, Progress, Window, peak_rss_bytes, rss_bytes, watch_progress
 from ..tables import Tables
 from ..workload import REPO_DIR, Pipeline
 
@@ -53,10 +53,31 @@ class Result:
     rows_checked: int | None  # None: the system writes nothing
     detail: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    rows_per_message: int = 1  # rows written for each message (0: none, 2: two tables)
+    memory: Memory | None = None  # of a long-lived system, when every row was durable
 
     @property
     def cpu_per_1k(self) -> float:
         return self.cpu.seconds.get("process", 0.0) / self.window.count * 1000
+
+    @property
+    def cassandra_us_per_row(self) -> float | None:
+        """Cassandra's CPU for each row written in the window: what a system's requests cost the server."""
+        rows = self.window.count * self.rows_per_message
+        return self.cpu.seconds.get("cassandra", 0.0) / rows * 1e6 if rows else None
+
+
+@dataclass(frozen=True)
+class Memory:
+    """A process's resident memory: now (after the whole workload: its steady state) and at its peak."""
+
+    rss_bytes: int
+    peak_rss_bytes: int
+
+    @classmethod
+    def of(cls, pid: int) -> Memory | None:
+        rss, peak = rss_bytes(pid), peak_rss_bytes(pid)
+        return cls(rss, peak) if rss is not None and peak is not None else None
 
 
 def run_child(module: str, args: dict[str, Any], recorder: CpuRecorder, log: Path) -> tuple[Window, dict[str, Any]]:
@@ -87,9 +108,10 @@ def run_watched(
     log: Path,
     env: Mapping[str, str] | None = None,
     on_start: Callable[[int], None] | None = None,
-) -> tuple[Window, CpuUse]:
+) -> tuple[Window, CpuUse, Memory | None]:
     """Runs a long-lived system (`name` in errors) until its `progress` shows every message durable, then stops
-    it with SIGTERM, which it must answer with exit 0; `on_start(pid)` runs when it has its first message."""
+    it with SIGTERM, which it must answer with exit 0; `on_start(pid)` runs when it has its first message. Also
+    returns its memory at the end of the window."""
     with ctx.recorder() as recorder, open(log, "wb") as out:
         launched = time.monotonic()
         process = subprocess.Popen(argv, env=env, stdout=out, stderr=out)
@@ -104,13 +126,14 @@ def run_watched(
                 describe=lambda: tail(log),
                 on_start=(lambda: on_start(process.pid)) if on_start else None,
             )
+            memory = Memory.of(process.pid)
         finally:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
             code = process.wait(60)
     if code != 0:
         raise BenchError(f"{name} exited with {code} after SIGTERM\n{tail(log)}")
-    return window, recorder.between(window.start, window.end)
+    return window, recorder.between(window.start, window.end), memory
 
 
 def report_window(count: int, start: float, end: float, **extra: Any) -> None:

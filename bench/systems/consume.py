@@ -27,7 +27,8 @@ def run(ctx: Context) -> Result:
     }
     with ctx.recorder() as recorder:
         window, _ = run_child("consume", args, recorder, ctx.workdir / "consume.log")
-    return Result("consume", TITLE, window, recorder.between(window.start, window.end), rows_checked=None)
+    return Result("consume", TITLE, window, recorder.between(window.start, window.end), rows_checked=None,
+                  rows_per_message=0)  # fmt: skip
 
 
 def main(args: dict[str, Any]) -> None:

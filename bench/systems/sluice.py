@@ -114,8 +114,8 @@ def run(
     )
     argv = [str(worker), "--pipeline", str(path)]
     tables = 2 if second else 1  # the window ends when every table has every row
-    window, cpu = run_watched(replace(ctx, messages=ctx.messages * tables), "sluice-worker", argv, progress, log,
-                              env=env, on_start=on_start)  # fmt: skip
+    window, cpu, memory = run_watched(replace(ctx, messages=ctx.messages * tables), "sluice-worker", argv, progress,
+                                      log, env=env, on_start=on_start)  # fmt: skip
     window = replace(window, count=ctx.messages)
     rows = ctx.tables.check(table, ctx.messages, ctx.expected)
     if second:
@@ -124,4 +124,4 @@ def run(
     if worker != WORKER:
         detail += f", {worker}"
     return Result(label, TITLES[variant] if worker == WORKER else f"{TITLE}, {worker.parent.parent.name}", window,
-                  cpu, rows, detail=detail)  # fmt: skip
+                  cpu, rows, detail=detail, rows_per_message=tables, memory=memory)  # fmt: skip

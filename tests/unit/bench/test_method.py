@@ -1,6 +1,8 @@
-"""How `make bench` places processes and picks the reported run of several (bench/placement.py, bench/run.py)."""
+"""How `make bench` places processes, picks the reported run of several and judges its targets (bench/)."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 
@@ -74,3 +76,54 @@ def test_a_metric_is_summed_over_its_labels_or_read_for_one() -> None:
         server.shutdown()
     assert got == {"sluice_rows_written_total": 7.0, one: 4.0, "sluice_messages_consumed_total": 9.0,
                    "missing_total": 0.0}  # fmt: skip
+
+
+def test_cassandra_cost_is_per_row_written_so_two_tables_count_twice() -> None:
+    window = Window(count=1_000, start=0.0, end=1.0, launched=0.0)
+    cpu = CpuUse({"cassandra": 0.2, "process": 0.1}, 0.9, 1.0)
+    one = Result("sluice", "one table", window, cpu, 1_000)
+    two = Result("two_tables", "two tables", window, cpu, 1_000, rows_per_message=2)
+    reads = Result("consume", "no writes", window, cpu, None, rows_per_message=0)
+    assert one.cassandra_us_per_row == pytest.approx(200.0)
+    assert two.cassandra_us_per_row == pytest.approx(100.0)
+    assert reads.cassandra_us_per_row is None
+
+
+def test_memory_of_a_live_process_and_none_once_it_is_gone() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from bench.systems import Memory
+
+    own = Memory.of(os.getpid())
+    assert own is not None and 0 < own.rss_bytes <= own.peak_rss_bytes
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert Memory.of(child.pid) is None
+
+
+def test_targets_below_and_above_are_judged_each_their_way() -> None:
+    from bench.report import TARGETS, summary, table
+
+    def result(key: str, seconds: float, cpu: float, cassandra: float) -> Result:
+        return Result(key, key, Window(10_000, 0.0, seconds, 0.0), CpuUse({"process": cpu, "cassandra": cassandra},
+                      0.9, seconds), 10_000)  # fmt: skip
+
+    results = {
+        "sluice": result("sluice", 2.0, 1.0, 0.6),  # 5,000 msgs/s, 0.1 CPU s/1k, 60 us/row
+        "benthos_tuned": replace(
+            result("benthos_tuned", 2.5, 2.0, 0.7),  # 4,000 msgs/s, 0.2 CPU s/1k, 70 us/row
+            extra={"best": {"batch": 50, "in_flight": 32}, "trials": []},
+        ),
+    }
+    got = summary(results, 10_000, 3, None, None, None, "not measured", None)
+    assert got["ratio_to_benthos_tuned"] == 1.25
+    assert got["cpu_ratio_to_benthos_tuned"] == 0.5
+    assert got["cassandra_us_per_row"] == {"sluice": 60.0, "benthos_tuned": 70.0}
+    assert got["cassandra_cost_ratio_to_benthos_tuned"] == 0.857
+    assert TARGETS["cpu_ratio_to_benthos_tuned"] == ("<=", 0.8)
+    lines = table(results, got, None).splitlines()
+    assert next(line for line in lines if line.startswith("cpu_ratio_to_benthos_tuned")).endswith("met")
+    assert next(line for line in lines if line.startswith("ratio_to_benthos_tuned")).endswith("met")
+    assert next(line for line in lines if line.startswith("ratio_to_ceiling")).endswith("n/a")
