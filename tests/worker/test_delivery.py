@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
+from pathlib import Path
 
 from .harness import CommitAuditor, running
 
@@ -141,3 +143,30 @@ def test_worker_sigkilled_mid_stream_loses_nothing(pipeline, make_worker) -> Non
             assert worker.stop()[0] == 0
     assert rows == pipeline.expected_rows()  # replays collapse into the same 3,000 rows
     assert audit.violations == []
+
+
+def test_rows_share_requests_within_cassandras_batch_limits(pipeline, make_worker, cassandra) -> None:  # type: ignore[no-untyped-def]
+    """Small rows go many to a request; rows of 6 KiB each go alone: ten of them in one batch would be 60 KiB,
+    which Cassandra refuses (batch_size_fail_threshold, 50 KiB), and each batch over 5 KiB is a WARN in its log."""
+    from confluent_kafka import Producer
+
+    pipeline.produce(460)
+    wide = {f"wide-{i}": f"gopher-{i}-" + "x" * 6000 for i in range(30)}
+    producer = Producer({"bootstrap.servers": pipeline.bootstrap})
+    for key, name in wide.items():
+        producer.produce(pipeline.topic, key=key, value=json.dumps({"id": key, "item": {"name": name, "price": 1.0}}))
+    assert producer.flush(30) == 0
+    log = Path(cassandra.service.log_path)
+    log_size = log.stat().st_size
+    with running(make_worker(pipeline.manifest)) as worker:
+        rows = pipeline.wait_for_rows(490)
+        requests = worker.metric("sluice_write_latency_seconds_count")
+        assert worker.stop()[0] == 0
+    assert {key: rows[key][0] for key in wide} == wide
+    assert {key: rows[key] for key in pipeline.expected_rows()} == pipeline.expected_rows()
+    assert pipeline.dead_letters(0, timeout=2) == []
+    assert requests <= 30 + 460 / 10, f"{requests:.0f} write requests for 460 small rows and 30 wide ones"
+    with log.open("rb") as text:
+        text.seek(log_size)
+        lines = text.read().decode(errors="replace").splitlines()
+    assert [line for line in lines if "exceeding specified threshold" in line or "too large" in line] == []

@@ -663,6 +663,22 @@ class DeliverySpec(SpecModel):
 
     max_batch_size: int = Field(default=500, ge=1, description="Most messages polled and transformed at once.")
     max_in_flight: int = Field(default=64, ge=1, description="Most concurrent Cassandra writes per worker.")
+    max_rows_per_write: int = Field(
+        default=50,
+        ge=1,
+        le=1000,
+        description="Most rows of one write request: rows bound for the same replicas (and of the same table and "
+        "Kafka partition) go as one unlogged batch, which costs Cassandra far less CPU per row than one request each.",
+    )
+    max_bytes_per_write: int = Field(
+        default=4096,
+        ge=256,
+        le=1_048_576,
+        description="Most bytes of one write request (the rows' values and their cells' overhead, about what "
+        "Cassandra counts): under its batch_size_warn_threshold (5 KiB by default), each batch over which is a WARN "
+        "in its log, and far under batch_size_fail_threshold (50 KiB), over which it refuses the batch. Raise it "
+        "with the warn threshold. A larger row goes alone.",
+    )
     retry_backoff: RetryBackoff = Field(default=RetryBackoff(), description="Between write retries.")
     dead_letter_topic: str = Field(
         default="{topic}.dlq",

@@ -148,9 +148,10 @@ class PipelineWorker:
         self._writes.send_waiting(1 if self._sink_down else self.spec.delivery.max_in_flight)  # one probe while down
 
     def _handle(self, messages: Iterable[Message]) -> None:
-        batches: dict[tuple[object, ...], list[PendingRow]] = {}
+        batches: dict[tuple[object, ...], list[PendingRow]] = {}  # one Kafka partition, one table, same replicas
+        sizes: dict[tuple[object, ...], int] = {}  # their bytes, as the sink counts them
         consumed: Counter[str] = Counter()
-        rows_per_batch = self._sink.rows_per_batch
+        max_rows, max_bytes = self.spec.delivery.max_rows_per_write, self.spec.delivery.max_bytes_per_write
         rewound: set[TP] = set()  # partitions to read again from a message the registry could not decode yet
         for message in messages:
             if message.error():
@@ -191,15 +192,24 @@ class PipelineWorker:
                 if statement is None:  # dead-lettered
                     continue
                 key = (record.topic, record.partition, route.table, self._sink.replicas_of(statement))
-                batch = batches.setdefault(key, [])
-                batch.append(PendingRow(record, statement, route.table))
-                if len(batch) == rows_per_batch:  # one Kafka partition, one table, the same replicas
-                    self._writes.waiting.append(Write(batches.pop(key)))
-                    self._send_waiting()  # keep the sink busy while the rest of the batch is transformed
+                size = self._sink.size_of(statement)
+                if key in batches and sizes[key] + size > max_bytes:  # full: it goes, the row starts the next one
+                    self._send(batches.pop(key))
+                if key not in batches:
+                    batches[key], sizes[key] = [], 0
+                batches[key].append(PendingRow(record, statement, route.table))
+                sizes[key] += size
+                if len(batches[key]) == max_rows:
+                    self._send(batches.pop(key))
         self._writes.waiting.extend(Write(batch) for batch in batches.values())
         for topic, count in consumed.items():
             self._consumed(topic).inc(count)
         self._pump()
+
+    def _send(self, batch: list[PendingRow]) -> None:
+        """A full batch waits for a slot, and the sink is kept busy while the rest of the poll is transformed."""
+        self._writes.waiting.append(Write(batch))
+        self._send_waiting()
 
     def _read_again_later(self, record: Record, problem: RegistryUnavailable) -> None:
         """The registry did not answer for this message: read its partition again from it after a backoff, with

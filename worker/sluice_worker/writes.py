@@ -38,8 +38,6 @@ class PendingRow:
 class Sink(Protocol):
     """Where rows go; the loop knows it only through this (CassandraSink is the one there is)."""
 
-    rows_per_batch: int  # most rows one request may carry
-
     def connect(self) -> None: ...
 
     def bind(self, row: Row, timestamp_us: int, ttl: int | None = None, table: int = 0) -> Any: ...
@@ -47,6 +45,8 @@ class Sink(Protocol):
     def bind_delete(self, key: Row, timestamp_us: int, table: int = 0) -> Any: ...  # raises MissingKey
 
     def replicas_of(self, statement: Any) -> tuple[object, ...]: ...
+
+    def size_of(self, statement: Any) -> int: ...  # about the bytes Cassandra counts for the row in a batch
 
     def write(self, rows: Sequence[PendingRow], on_done: WriteCallback) -> None: ...
 
