@@ -53,7 +53,7 @@ test-unit: venv ## only the tests that need no server
 lint: venv ## ruff, mypy and the import contracts (pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy operator/sluice_operator worker/sluice_worker hack/sluice_stack
+	MYPY_CACHE_DIR=$${SLUICE_CACHE:-$$HOME/.cache/sluice}/mypy $(VENV)/bin/mypy operator/sluice_operator worker/sluice_worker hack/sluice_stack
 	$(VENV)/bin/lint-imports
 
 format: venv ## apply ruff's fixes and formatting

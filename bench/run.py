@@ -103,7 +103,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.placement == "pinned" and len(os.sched_getaffinity(0)) < 2:
         parser.error("--placement pinned needs at least 2 CPUs; use --placement shared")
     if args.quick:
-        args.naive_messages, args.operator_sizes = min(args.naive_messages, 1_000), "200"
+        args.naive_messages, args.operator_sizes = min(args.naive_messages, 300), "200"
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     if unknown := set(args.systems) - set(SYSTEMS):
         parser.error(f"unknown system(s): {', '.join(sorted(unknown))}")
