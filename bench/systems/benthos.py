@@ -118,7 +118,7 @@ class Setting:
 
 
 TUNED_TITLE = f"Benthos {VERSION}, tuned batching"
-# The search's grid: Cassandra warns past 10 partitions a batch, and refuses past 50 KiB (about 400 of these rows).
+# The search's grid: Cassandra warns past 10 partitions a batch and refuses past 50 KiB (about 300 rows of 168 B).
 BATCHES, IN_FLIGHT = (10, 25, 50, 100), (8, 32, 128)
 QUICK_BATCHES, QUICK_IN_FLIGHT = (10, 50), (32,)
 
