@@ -1,5 +1,5 @@
-"""What the operator last saw of each pipeline's children, kept small: enough to skip an apply that would change
-nothing, to judge ownership and to assess the status, without a GET per child per reconcile."""
+"""What the operator last saw of each pipeline and its children, kept small: enough to skip an apply that would
+change nothing, to judge ownership and to assess the status, without a GET per child event."""
 
 from __future__ import annotations
 
@@ -34,6 +34,13 @@ def trimmed(obj: Mapping[str, Any]) -> Obj:
     return kept
 
 
+def trimmed_pipeline(body: Mapping[str, Any]) -> Obj:
+    """A DataPipeline without what no reconcile reads and that can be larger than the rest: its managed fields and
+    annotations (kopf's copy of the whole spec among them)."""
+    meta = {key: value for key, value in body["metadata"].items() if key not in ("managedFields", "annotations")}
+    return {**body, "metadata": meta}
+
+
 def holds(live: Any, wanted: Any) -> bool:
     """Whether `live` has every field of `wanted` with the same value (what the API server added, such as
     defaults and status, does not count). Lists must have the same length, item by item."""
@@ -65,3 +72,41 @@ class ChildCache:
     def forget(self, key: Key) -> None:
         with self._lock:
             self._seen.pop(key, None)
+
+
+class PipelineCache:
+    """Per pipeline, the newest DataPipeline its watch showed (by resourceVersion); thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._bodies: dict[Key, Obj] = {}
+
+    def get(self, key: Key) -> Obj | None:
+        with self._lock:
+            return self._bodies.get(key)
+
+    def put(self, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        with self._lock:
+            known = self._bodies.get(key)
+            if known is None or _newer(meta, known["metadata"]):
+                self._bodies[key] = trimmed_pipeline(body)
+
+    def forget(self, key: Key) -> None:
+        with self._lock:
+            self._bodies.pop(key, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._bodies)
+
+
+def _newer(meta: Mapping[str, Any], than: Mapping[str, Any]) -> bool:
+    """Whether `meta` is of a later version of the object (or of another object of the same name)."""
+    if meta.get("uid") != than.get("uid"):
+        return True
+    try:
+        return int(meta["resourceVersion"]) >= int(than["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return True

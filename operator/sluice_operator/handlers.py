@@ -132,6 +132,7 @@ class Handlers:
         kopf.on.create(GROUP, VERSION, PLURAL, id="create", registry=registry)(self.on_create)
         kopf.on.update(GROUP, VERSION, PLURAL, id="update", registry=registry)(self.on_update)
         kopf.on.resume(GROUP, VERSION, PLURAL, id="resume", registry=registry)(self.on_resume)
+        kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)(self.on_pipeline_event)
         children = {MANAGED_BY: FIELD_MANAGER}
         kopf.on.event("apps", "v1", "deployments", labels=children, registry=registry)(self.on_child)
         kopf.on.event("v1", "configmaps", labels=children, registry=registry)(self.on_child)
@@ -151,6 +152,14 @@ class Handlers:
             return
         await asyncio.to_thread(self.post, checked.body, checked.events)
 
+    async def on_pipeline_event(self, type: str | None, body: kopf.Body, **_: Any) -> None:
+        """Every event of a DataPipeline, before kopf's change handlers run for it: remembered, so that the
+        reconciles its children's events cause read no pipeline."""
+        if type == "DELETED":
+            self.reconciler.pipelines.forget((body.metadata.namespace or "", body.metadata.name or ""))
+        else:
+            self.reconciler.pipelines.put(body)
+
     def on_create(self, body: kopf.Body, diff: kopf.Diff, retry: int, **_: Any) -> None:
         self.on_pipeline("create", body, diff, retry)
 
@@ -163,7 +172,8 @@ class Handlers:
     def on_pipeline(self, role: Role, body: kopf.Body, diff: kopf.Diff, retry: int) -> None:
         """Create, update or resume of a DataPipeline: reconcile; API failures retry with a growing delay."""
         try:
-            outcome = self.reconciler.reconcile(body.metadata.namespace or "", body.metadata.name or "")
+            namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+            outcome = self.reconciler.reconcile(namespace, name, shown=dict(body))
         except ApiError as error:
             first = self.retry_delay if error.transient else SLOW_RETRY_SECONDS  # e.g. forbidden: wait for a fix
             delay = min(first * 2 ** min(retry, 10), MAX_RETRY_SECONDS)

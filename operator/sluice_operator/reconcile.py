@@ -26,7 +26,7 @@ from .api import (
     disruption_budget_name,
     validated,
 )
-from .children import ChildCache, Seen, holds, trimmed
+from .children import ChildCache, PipelineCache, Seen, holds, trimmed
 from .kube import ApiError, Kube
 from .metrics import OperatorMetrics
 from .settings import OperatorSettings
@@ -106,13 +106,18 @@ class Reconciler:
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._applied: dict[tuple[str, str], dict[str, Applied]] = {}  # by pipeline, then kind
         self.children = ChildCache()  # what the watches last showed of each child
+        self.pipelines = PipelineCache()  # what the DataPipeline watch last showed of each pipeline
 
     def _lock(self, key: tuple[str, str]) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
 
-    def reconcile(self, namespace: str, name: str, observed: Observed | None = None) -> Outcome:
-        """Reconciles one pipeline, one call at a time per pipeline; `observed` is a child event that caused it.
+    def reconcile(
+        self, namespace: str, name: str, observed: Observed | None = None, shown: Obj | None = None
+    ) -> Outcome:
+        """Reconciles one pipeline, one call at a time per pipeline. `shown` is the DataPipeline as the event being
+        handled showed it; `observed` a child event that caused the reconcile, which then takes the pipeline as its
+        watch last showed it. Otherwise (a resync, a direct call) the pipeline is read.
 
         Raises ApiError if the API server fails.
         """
@@ -121,7 +126,8 @@ class Reconciler:
             if observed is not None:
                 self.observe(namespace, name, observed)
             try:
-                body = self.kube.get(PIPELINES, namespace, name)
+                body = shown or (self.pipelines.get(key) if observed is not None else None)
+                body = body or self.kube.get(PIPELINES, namespace, name)
                 if body is None or body["metadata"].get("deletionTimestamp"):
                     self._applied.pop(key, None)  # its children go by garbage collection
                     self.children.forget(key)

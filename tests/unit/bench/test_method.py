@@ -10,6 +10,7 @@ from bench.measure import CpuUse, Window
 from bench.placement import Placement
 from bench.run import median_run
 from bench.systems import Result
+from bench.systems.operator import Scale, requests_in
 
 
 def test_cassandra_gets_the_lower_half_and_clients_the_rest() -> None:
@@ -127,3 +128,24 @@ def test_targets_below_and_above_are_judged_each_their_way() -> None:
     assert next(line for line in lines if line.startswith("cpu_ratio_to_benthos_tuned")).endswith("met")
     assert next(line for line in lines if line.startswith("ratio_to_benthos_tuned")).endswith("met")
     assert next(line for line in lines if line.startswith("ratio_to_ceiling")).endswith("n/a")
+
+
+def test_the_operators_api_requests_are_read_from_the_api_servers_own_count() -> None:
+    metrics = "\n".join([
+        "# TYPE apiserver_request_total counter",
+        'apiserver_request_total{code="201",component="apiserver",dry_run="",group="apps",resource="deployments",'
+        'scope="resource",subresource="",verb="APPLY",version="v1"} 1000',
+        'apiserver_request_total{code="200",component="apiserver",dry_run="",group="sluice.dev",'
+        'resource="datapipelines",scope="resource",subresource="status",verb="PATCH",version="v1alpha1"} 1010',
+        'apiserver_request_total{code="409",component="apiserver",dry_run="",group="sluice.dev",'
+        'resource="datapipelines",scope="resource",subresource="status",verb="PATCH",version="v1alpha1"} 2',
+        'apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="pods",'
+        'scope="cluster",subresource="",verb="WATCH",version="v1"} 7',
+        'apiserver_request_duration_seconds_count{verb="GET",resource="pods"} 99',
+    ])  # fmt: skip
+    counted = requests_in(metrics)
+    assert counted == {"APPLY deployments": 1000, "PATCH datapipelines/status": 1012}
+    scale = Scale(
+        pipelines=1000, apply_seconds=1, seconds=2, operator_cpu_seconds=1, peak_rss_bytes=1, requests=counted
+    )
+    assert scale.requests_per_pipeline() == 2.012 and scale.requests_per_pipeline(["APPLY"]) == 1.0

@@ -152,6 +152,36 @@ def test_one_call_makes_every_child() -> None:
     assert made.config_hash == builders.config_hash(config) == builders.config_hash(builders.worker_config(pipeline()))
 
 
+def worker_manifest(model: DataPipeline) -> dict[str, Any]:
+    manifest = model.model_dump(mode="json", by_alias=True, exclude_none=True,
+                                exclude={"spec": set(builders.DEPLOYMENT_FIELDS)})  # fmt: skip
+    manifest["metadata"] = {"name": model.metadata.name, "namespace": model.metadata.namespace}
+    return manifest
+
+
+def with_department_table(table: dict[str, str]) -> DataPipeline:
+    transform = yaml.safe_load(EXAMPLE.read_text())["spec"]["transform"]
+    transform["lookups"]["department"]["table"] = table
+    return pipeline(replicas=3, transform=transform)
+
+
+def test_the_worker_config_is_the_text_earlier_operators_wrote() -> None:
+    """The config is written with libyaml's emitter; an operator upgrade must not change its text (its hash would
+    roll every pipeline's workers), so it must be what PyYAML's own emitter writes, strings of every kind included."""
+    odd = {"Équipe ☃": "日本", "long": "x" * 200 + " y" * 50, "multi": "a\nb", "key: colon": "it's", "tab": "\t t",
+           "true": "null", "~": " lead", "#x": "0o17", "2026-01-01": "1", "k" * 130: ""}  # fmt: skip
+    for model in (pipeline(), with_department_table(odd)):
+        pure = yaml.dump(worker_manifest(model), Dumper=yaml.SafeDumper, sort_keys=False)
+        assert builders.worker_config(model) == pure
+
+
+def test_keys_the_two_emitters_write_differently_load_the_same() -> None:
+    """An empty key, or a long one that must be escaped, is written as `'': x` instead of `? ''`: such a pipeline's
+    workers roll once when the operator is upgraded, and load the same config."""
+    model = with_department_table({"": "misc", "é" * 70: "gophers"})
+    assert yaml.safe_load(builders.worker_config(model)) == worker_manifest(model)
+
+
 def test_the_pods_are_selected_by_a_stable_selector() -> None:
     assert builders.selector("p") == "app.kubernetes.io/name=sluice-worker,sluice.dev/pipeline=p"
     assert builders.labels("p")[api.MANAGED_BY] == api.FIELD_MANAGER

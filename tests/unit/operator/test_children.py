@@ -1,8 +1,9 @@
-"""What the operator keeps of each child between reconciles, and how it tells a child still holds its apply."""
+"""What the operator keeps of each pipeline and child between reconciles, and how it tells a child still holds its
+apply."""
 
 from __future__ import annotations
 
-from sluice_operator.children import ChildCache, Seen, holds, trimmed
+from sluice_operator.children import ChildCache, PipelineCache, Seen, holds, trimmed
 
 
 def test_a_child_holds_what_was_applied_whatever_the_server_added() -> None:
@@ -55,3 +56,28 @@ def test_the_cache_forgets_a_pipeline_whole() -> None:
     assert cache.get(("ns", "p"), "ConfigMap") == Seen({"kind": "ConfigMap"}, True)
     cache.forget(("ns", "p"))
     assert cache.get(("ns", "p"), "Deployment") is None and cache.get(("ns", "p"), "ConfigMap") is None
+
+
+def pipeline_body(version: str, uid: str = "u1", replicas: int = 1) -> dict[str, object]:
+    return {
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "DataPipeline",
+        "metadata": {"name": "p", "namespace": "ns", "uid": uid, "resourceVersion": version,
+                     "managedFields": [{"big": "x" * 1000}],
+                     "annotations": {"sluice.dev/last-handled-configuration": "{...}"}},
+        "spec": {"replicas": replicas},
+        "status": {"observedGeneration": 1},
+    }  # fmt: skip
+
+
+def test_the_pipeline_cache_keeps_the_newest_version_without_managed_fields() -> None:
+    cache = PipelineCache()
+    cache.put(pipeline_body("10", replicas=2))
+    cache.put(pipeline_body("9", replicas=1))  # older: a reconcile must not go back to it
+    kept = cache.get(("ns", "p"))
+    assert kept is not None and kept["spec"] == {"replicas": 2} and kept["status"] == {"observedGeneration": 1}
+    assert kept["metadata"] == {"name": "p", "namespace": "ns", "uid": "u1", "resourceVersion": "10"}
+    cache.put(pipeline_body("3", uid="u2", replicas=5))  # deleted and made again under the same name
+    assert cache.get(("ns", "p"))["spec"] == {"replicas": 5}  # type: ignore[index]
+    cache.forget(("ns", "p"))
+    assert cache.get(("ns", "p")) is None and len(cache) == 0
