@@ -88,6 +88,9 @@ def summary(
     for size in (200, 1000, 10_000):
         scale = next((s for s in operator.scales if s.pipelines == size), None) if operator else None
         out[f"operator_{size}_pipelines_s"] = round(scale.seconds, 1) if scale else None
+        if scale is not None and scale.requests:
+            out[f"operator_{size}_requests_per_pipeline"] = round(scale.requests_per_pipeline(), 2)
+            out[f"operator_{size}_control_plane_cpu_s"] = round(sum(scale.control_plane_cpu_seconds.values()), 1)
     out["operator_peak_rss_mb"] = round(operator.peak_rss_bytes / 2**20, 1) if operator else None
     out["operator_error"] = operator_error
     out["benthos_error"] = benthos_error
@@ -163,6 +166,14 @@ def table(results: dict[str, Result], summary: dict[str, Any], operator: Operato
                 f"(creating them took {scale.apply_seconds:.1f}s; operator CPU {scale.operator_cpu_seconds:.1f}s, "
                 f"peak RSS {scale.peak_rss_bytes / 2**20:.0f} MiB){verdict}"
             )
+            if scale.control_plane_cpu_seconds:
+                cpu = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in scale.control_plane_cpu_seconds.items())
+                lines.append(f"          control plane CPU meanwhile: {cpu}")
+            if scale.requests:
+                top = ", ".join(f"{what} {n / scale.pipelines:.2f}" for what, n in scale.requests.most_common(8))
+                lines.append(
+                    f"          API requests per pipeline, all clients: {scale.requests_per_pipeline():.1f} ({top})"
+                )
     else:
         lines.append(f"operator: null ({summary['operator_error']})")
     return "\n".join(lines)

@@ -46,6 +46,7 @@ from .workload import (
     produce,
 )
 
+CONTROL_PLANE = ("kube-apiserver", "etcd", "kube-controller-manager")  # charged with their CPU of the operator's run
 SYSTEMS = ("consume", "driver", "sluice", "avro", "tables", "benthos", "naive", "recovery", "operator")
 # What the ratios compare: on a 2-core machine shared with Cassandra one run of each varies by about 10%, so
 # these run --rounds times, one after another in each round, and each reports its median run. sluice_before
@@ -207,6 +208,7 @@ def measure(args: argparse.Namespace) -> int:
                         run_id.replace("_", "-"),
                         workdir,
                         args.operator_replicas,
+                        {name: int(stack.services[name].pid or 0) for name in CONTROL_PLANE},
                     )
                     operator_error = None
                 except Exception as error:  # the operator is optional: report why it is null

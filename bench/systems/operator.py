@@ -1,4 +1,6 @@
-"""The operator at scale: seconds from applying K DataPipelines to all K Deployments existing, and peak RSS.
+"""The operator at scale: seconds from applying K DataPipelines to all K Deployments existing, peak RSS, and what
+it cost the control plane: the API requests per pipeline (kube-apiserver's own count) and the CPU of the API
+server and etcd, which share the machine's cores with the operator.
 
 One `sluice-operator` process (admin credentials, no leader election, all namespaces) runs for the whole
 measurement. Each size goes to a fresh namespace; the clock starts before the first create and stops when
@@ -12,12 +14,14 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +49,13 @@ class Scale:
     seconds: float
     operator_cpu_seconds: float
     peak_rss_bytes: int
+    control_plane_cpu_seconds: dict[str, float] = field(default_factory=dict)  # kube-apiserver, etcd, ...
+    requests: Counter[str] = field(default_factory=Counter)  # "PATCH datapipelines/status" -> count, all clients
+
+    def requests_per_pipeline(self, verbs: Sequence[str] | None = None) -> float:
+        """Requests of every client (the operator, the bench's creates, the controllers) per pipeline."""
+        counted = sum(n for key, n in self.requests.items() if verbs is None or key.split()[0] in verbs)
+        return counted / self.pipelines
 
 
 @dataclass
@@ -111,6 +122,35 @@ def _pipelines(pipeline: Pipeline, namespace: str, count: int, replicas: int, se
     return bodies
 
 
+_REQUEST = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def api_requests(env: Mapping[str, str]) -> Counter[str]:
+    """kube-apiserver's count of the requests it answered, watches left out: "VERB resource[/subresource]"."""
+    metrics = subprocess.run(
+        ["kubectl", "get", "--raw", "/metrics"], env=env, check=True, capture_output=True, text=True
+    ).stdout
+    return requests_in(metrics)
+
+
+def requests_in(metrics: str) -> Counter[str]:
+    """The requests counted in kube-apiserver's metrics text, by "VERB resource[/subresource]", watches left out."""
+    counts: Counter[str] = Counter()
+    for line in metrics.splitlines():
+        if match := _REQUEST.match(line):
+            labels = dict(_LABEL.findall(match["labels"]))
+            if labels.get("verb") in ("WATCH", "CONNECT"):
+                continue
+            what = labels.get("resource", "") + (f"/{labels['subresource']}" if labels.get("subresource") else "")
+            counts[f"{labels.get('verb')} {what}"] += round(float(match["value"]))
+    return counts
+
+
+def _cpu(pids: Mapping[str, int]) -> dict[str, float]:
+    return {name: process_cpu_seconds(pid) or 0.0 for name, pid in pids.items()}
+
+
 def _wait(probe: Any, timeout: float, what: str, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -130,28 +170,52 @@ def _healthy(process: subprocess.Popen[bytes], port: int, log: Path) -> bool:
         return False
 
 
-def _measure(cluster: _Cluster, operator_pid: int, bodies: list[dict[str, Any]], namespace: str, log: Path) -> Scale:
+def _measure(
+    cluster: _Cluster,
+    operator_pid: int,
+    bodies: list[dict[str, Any]],
+    namespace: str,
+    log: Path,
+    env: Mapping[str, str],
+    control_plane: Mapping[str, int],
+) -> Scale:
     """Creates `bodies` in a fresh `namespace` (APPLY_THREADS at a time) and waits for their Deployments."""
     cluster.create_namespace(namespace)
+    requests_before, control_plane_before = api_requests(env), _cpu(control_plane)
     cpu_before = process_cpu_seconds(operator_pid) or 0.0
     started = time.monotonic()
     with ThreadPoolExecutor(APPLY_THREADS) as pool:
         list(pool.map(lambda body: cluster.create_pipeline(namespace, body), bodies))
     applied = time.monotonic() - started
     _wait(lambda: cluster.owned_deployments(namespace) >= len(bodies), 600, f"{len(bodies)} Deployments", log)
+    seconds = time.monotonic() - started
+    requests = api_requests(env)
+    requests.subtract(requests_before)
+    control_plane_after = _cpu(control_plane)
     return Scale(
         pipelines=len(bodies),
         apply_seconds=applied,
-        seconds=time.monotonic() - started,
+        seconds=seconds,
         operator_cpu_seconds=(process_cpu_seconds(operator_pid) or 0.0) - cpu_before,
         peak_rss_bytes=peak_rss_bytes(operator_pid) or 0,
+        control_plane_cpu_seconds={
+            name: after - control_plane_before[name] for name, after in control_plane_after.items()
+        },
+        requests=+requests,
     )
 
 
 def run(
-    kube_env: dict[str, str], servers: Servers, sizes: Sequence[int], run_id: str, workdir: Path, replicas: int = 0
+    kube_env: dict[str, str],
+    servers: Servers,
+    sizes: Sequence[int],
+    run_id: str,
+    workdir: Path,
+    replicas: int = 0,
+    control_plane: Mapping[str, int] | None = None,
 ) -> OperatorResult:
-    """Applies the CRD, starts the operator, measures each size, stops the operator and deletes the namespaces."""
+    """Applies the CRD, starts the operator, measures each size, stops the operator and deletes the namespaces.
+    `control_plane`: the pids of kube-apiserver, etcd and the controllers, charged with their CPU of each size."""
     env = {**os.environ, **kube_env}
     subprocess.run(
         ["kubectl", "apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE)],
@@ -186,9 +250,8 @@ def run(
         for size in sizes:
             namespace = f"bench-op-{size}-{run_id}"
             namespaces.append(namespace)
-            scale = _measure(
-                cluster, process.pid, _pipelines(pipeline, namespace, size, replicas, servers), namespace, log
-            )
+            bodies = _pipelines(pipeline, namespace, size, replicas, servers)
+            scale = _measure(cluster, process.pid, bodies, namespace, log, env, control_plane or {})
             result.scales.append(scale)
             print(
                 f"operator: {size:,} pipelines -> Deployments in {scale.seconds:.1f}s "
