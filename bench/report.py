@@ -19,6 +19,7 @@ TARGETS = {
     "sluice_rss_mib": ("<=", 150.0),
 }
 OPERATOR_TARGETS = {1000: 20.0, 10_000: 120.0}  # DataPipelines -> all their Deployments within these seconds
+LATENCY_TARGETS = {0.5: 1.0, 0.99: 3.0}  # create -> Deployment, one at a time, with the sizes' pipelines present
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -92,6 +93,10 @@ def summary(
             out[f"operator_{size}_requests_per_pipeline"] = round(scale.requests_per_pipeline(), 2)
             out[f"operator_{size}_control_plane_cpu_s"] = round(sum(scale.control_plane_cpu_seconds.values()), 1)
     out["operator_peak_rss_mb"] = round(operator.peak_rss_bytes / 2**20, 1) if operator else None
+    latency = operator.latency if operator else None
+    out["operator_latency_present"] = latency.present if latency else None
+    out["operator_latency_p50_s"] = round(latency.quantile(0.5), 3) if latency else None
+    out["operator_latency_p99_s"] = round(latency.quantile(0.99), 3) if latency else None
     out["operator_error"] = operator_error
     out["benthos_error"] = benthos_error
     out |= {
@@ -174,6 +179,16 @@ def table(results: dict[str, Result], summary: dict[str, Any], operator: Operato
                 lines.append(
                     f"          API requests per pipeline, all clients: {scale.requests_per_pipeline():.1f} ({top})"
                 )
+        if (latency := operator.latency) is not None:
+            quantiles = ", ".join(
+                f"p{q * 100:.0f} {latency.quantile(q):.2f}s (target < {limit:.0f}s "
+                f"{'met' if latency.quantile(q) < limit else 'MISSED'})"
+                for q, limit in LATENCY_TARGETS.items()
+            )
+            lines.append(
+                f"operator: create -> Deployment, {len(latency.seconds)} one at a time with {latency.present:,} "
+                f"DataPipelines present: {quantiles}, min {min(latency.seconds):.2f}s, max {max(latency.seconds):.2f}s"
+            )
     else:
         lines.append(f"operator: null ({summary['operator_error']})")
     return "\n".join(lines)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import re
 import signal
@@ -38,6 +39,8 @@ OPERATOR = Path(sys.executable).with_name("sluice-operator")
 CRD_FILE = REPO_DIR / "crds" / "datapipelines.sluice.dev.yaml"
 GROUP, VERSION, PLURAL = "sluice.dev", "v1alpha1", "datapipelines"
 APPLY_THREADS = 8
+LATENCY_SAMPLES = 50  # pipelines applied one at a time after the largest size, each timed to its Deployment
+POLL_SECONDS = 0.02
 
 
 @dataclass
@@ -58,9 +61,24 @@ class Scale:
         return counted / self.pipelines
 
 
+@dataclass(frozen=True)
+class Latency:
+    """Seconds from one create to its Deployment existing, for pipelines applied one at a time while `present`
+    others exist."""
+
+    present: int
+    seconds: tuple[float, ...]
+
+    def quantile(self, q: float) -> float:
+        """The nearest-rank quantile: p99 of 50 samples is the slowest."""
+        ordered = sorted(self.seconds)
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
 @dataclass
 class OperatorResult:
     scales: list[Scale] = field(default_factory=list)
+    latency: Latency | None = None
     peak_rss_bytes: int = 0
     replicas: int = 0
     log: Path | None = None
@@ -97,6 +115,15 @@ class _Cluster:
 
     def create_pipeline(self, namespace: str, body: dict[str, Any]) -> None:
         self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+
+    def deployment_exists(self, namespace: str, name: str) -> bool:
+        try:
+            self.apps.read_namespaced_deployment(name, namespace, _preload_content=False)
+        except client.ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
 
 
 @dataclass(frozen=True)
@@ -205,6 +232,22 @@ def _measure(
     )
 
 
+def _latency(cluster: _Cluster, bodies: list[dict[str, Any]], namespace: str, present: int, log: Path) -> Latency:
+    """Creates `bodies` one at a time, each timed until its Deployment exists (polled every POLL_SECONDS)."""
+    cluster.create_namespace(namespace)
+    seconds = []
+    for body in bodies:
+        name = body["metadata"]["name"]
+        started = time.monotonic()
+        cluster.create_pipeline(namespace, body)
+        while not cluster.deployment_exists(namespace, name):
+            if time.monotonic() - started > 60:
+                raise BenchError(f"no Deployment for {namespace}/{name} after 60s\n{tail(log)}")
+            time.sleep(POLL_SECONDS)
+        seconds.append(time.monotonic() - started)
+    return Latency(present, tuple(seconds))
+
+
 def run(
     kube_env: dict[str, str],
     servers: Servers,
@@ -256,6 +299,16 @@ def run(
             print(
                 f"operator: {size:,} pipelines -> Deployments in {scale.seconds:.1f}s "
                 f"(creating them took {scale.apply_seconds:.1f}s)",
+                file=sys.stderr,
+            )
+        if sizes:
+            namespace = f"bench-op-latency-{run_id}"
+            namespaces.append(namespace)
+            bodies = _pipelines(pipeline, namespace, LATENCY_SAMPLES, replicas, servers)
+            result.latency = _latency(cluster, bodies, namespace, 1 + sum(sizes), log)
+            print(
+                f"operator: create -> Deployment with {result.latency.present:,} present: "
+                f"p50 {result.latency.quantile(0.5):.2f}s, p99 {result.latency.quantile(0.99):.2f}s",
                 file=sys.stderr,
             )
         result.peak_rss_bytes = peak_rss_bytes(process.pid) or 0

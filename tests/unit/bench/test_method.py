@@ -10,7 +10,7 @@ from bench.measure import CpuUse, Window
 from bench.placement import Placement
 from bench.run import median_run
 from bench.systems import Result
-from bench.systems.operator import Scale, requests_in
+from bench.systems.operator import Latency, Scale, requests_in
 
 
 def test_cassandra_gets_the_lower_half_and_clients_the_rest() -> None:
@@ -149,3 +149,8 @@ def test_the_operators_api_requests_are_read_from_the_api_servers_own_count() ->
         pipelines=1000, apply_seconds=1, seconds=2, operator_cpu_seconds=1, peak_rss_bytes=1, requests=counted
     )
     assert scale.requests_per_pipeline() == 2.012 and scale.requests_per_pipeline(["APPLY"]) == 1.0
+
+
+def test_latency_quantiles_are_nearest_rank() -> None:
+    latency = Latency(present=1000, seconds=tuple(float(n) for n in range(50, 0, -1)))
+    assert latency.quantile(0.5) == 25.0 and latency.quantile(0.99) == 50.0 and latency.quantile(0.0) == 1.0
