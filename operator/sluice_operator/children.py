@@ -97,6 +97,11 @@ class PipelineCache:
         with self._lock:
             self._bodies.pop(key, None)
 
+    def bodies(self) -> list[Obj]:
+        """Every pipeline known, as last shown."""
+        with self._lock:
+            return list(self._bodies.values())
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._bodies)

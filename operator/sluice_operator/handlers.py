@@ -138,6 +138,10 @@ class Handlers:
         kopf.on.event("v1", "configmaps", labels=children, registry=registry)(self.on_child)
         kopf.on.event("v1", "pods", labels={PIPELINE_LABEL: kopf.PRESENT}, registry=registry)(self.on_worker_pod)
 
+    def watched(self) -> list[Obj]:
+        """Every DataPipeline as its watch last showed it."""
+        return self.reconciler.pipelines.bodies()
+
     async def check_lag(self, body: Obj) -> None:
         """One lag check of a pipeline (its status, metrics and autoscaling), then its events."""
         assert self.scaler is not None
