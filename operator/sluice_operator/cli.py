@@ -107,7 +107,7 @@ async def run(settings: OperatorSettings) -> int:
         if settings.upgrade_crd:
             await asyncio.to_thread(upgrade_crd, kube)
         reconciler = Reconciler(kube, settings, metrics=metrics)
-        scaler = Scaler(kube, OffsetReader(settings.kafka_timeout_seconds), metrics)
+        scaler = Scaler(kube, OffsetReader(settings.kafka_timeout_seconds), metrics, reconciler.pipelines)
         handlers = Handlers(reconciler, settings.retry_delay_seconds, scaler)
         registry = kopf.OperatorRegistry()
         kopf.on.login(registry=registry)(kopf.login_via_client)

@@ -281,7 +281,8 @@ class Reconciler:
         )
         if new_status != previous:
             patch = status.merge_patch(previous, new_status, status.RECONCILE_KEYS)
-            self.kube.merge_patch(PIPELINES, meta["namespace"], meta["name"], {"status": patch}, "status")
+            written = self.kube.merge_patch(PIPELINES, meta["namespace"], meta["name"], {"status": patch}, "status")
+            self.pipelines.put(written)  # a child's event right after must not see the status from before
             summary = _summary(new_status)
             if summary != _summary(previous):
                 logger.info("%s/%s generation %s: %s", meta["namespace"], meta["name"], meta.get("generation"), summary)

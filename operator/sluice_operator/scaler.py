@@ -16,6 +16,7 @@ from . import credentials, status
 from .api import PIPELINES, Obj, rfc3339, validated
 from .autoscaling import Decision, History, decide, recommend, scale_up_blocker
 from .builders import workers
+from .children import PipelineCache
 from .kafka import LagUnavailable, OffsetReader
 from .kube import ApiError, Event, Kube
 from .lag import Snapshot, throughput, total_lag
@@ -67,8 +68,11 @@ def decision_events(decision: Decision, memory: Memory, blocked_by_degraded: boo
 class Scaler:
     """Checks pipelines (each one check at a time) and remembers each between checks."""
 
-    def __init__(self, kube: Kube, reader: OffsetReader, metrics: OperatorMetrics) -> None:
+    def __init__(
+        self, kube: Kube, reader: OffsetReader, metrics: OperatorMetrics, pipelines: PipelineCache | None = None
+    ) -> None:
         self.kube, self.reader, self.metrics = kube, reader, metrics
+        self.pipelines = pipelines  # told of each status written, so that the next check compares with it
         self._guard = threading.Lock()
         self._memory: dict[tuple[str, str], Memory] = {}
 
@@ -201,7 +205,9 @@ class Scaler:
         if new != previous:
             meta = body["metadata"]
             patch = {"status": status.merge_patch(previous, new, status.LAG_KEYS)}
-            self.kube.merge_patch(PIPELINES, meta["namespace"], meta["name"], patch, "status")
+            written = self.kube.merge_patch(PIPELINES, meta["namespace"], meta["name"], patch, "status")
+            if self.pipelines is not None:
+                self.pipelines.put(written)
 
     def _set_replicas(self, body: Obj, seen: int, replicas: int) -> None:
         """spec.replicas := the autoscaler's count, unless spec.replicas changed since it was read (as `seen`).

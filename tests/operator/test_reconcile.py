@@ -354,7 +354,8 @@ def test_a_disruption_budget_follows_the_spec_and_goes_when_unset(
 
     kubectl.apply(sample(namespace, replicas=3))
     wait_for(lambda: admin.get(DISRUPTION_BUDGETS, namespace, NAME) is None, what="the budget deleted once unset")
-    assert ready(admin, namespace)
+    # The same reconcile then writes the status of this generation: the budget may be seen gone a moment before.
+    wait_for(lambda: ready(admin, namespace), what="Ready=True for the generation without a budget")
 
 
 def container_image(obj: dict[str, Any] | None) -> str:
