@@ -71,7 +71,8 @@ async def check_lag(handlers: Handlers, scaler: Scaler, interval: float, stop: a
             scaler.retain(found)
             running = {key: task for key, task in running.items() if not task.done()}
             for key, obj in found.items():
-                running.setdefault(key, asyncio.create_task(handlers.check_lag(obj)))
+                if key not in running:
+                    running[key] = asyncio.create_task(handlers.check_lag(obj))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
     finally:

@@ -1,0 +1,46 @@
+"""The loop that starts the lag checks: one check per pipeline at a time, whatever Kafka's delays."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection
+from typing import Any, cast
+
+from sluice_operator import cli
+
+
+class SlowChecks:
+    """Handlers whose lag checks each take `seconds`, counting how many run at once per pipeline."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.running, self.most, self.started = seconds, 0, 0, 0
+
+    def watched(self) -> list[dict[str, Any]]:
+        return [{"metadata": {"namespace": "ns", "name": "p"}}]
+
+    async def check_lag(self, body: dict[str, Any]) -> None:
+        self.started += 1
+        self.running += 1
+        self.most = max(self.most, self.running)
+        try:
+            await asyncio.sleep(self.seconds)
+        finally:
+            self.running -= 1
+
+
+class Retaining:
+    def retain(self, pipelines: Collection[tuple[str, str]]) -> None:
+        pass
+
+
+def test_a_pipeline_whose_check_is_still_running_skips_a_turn() -> None:
+    async def scenario() -> SlowChecks:
+        handlers, stop = SlowChecks(seconds=0.35), asyncio.Event()
+        loop = asyncio.create_task(cli.check_lag(cast(Any, handlers), cast(Any, Retaining()), 0.1, stop))
+        await asyncio.sleep(1.0)  # ten turns, each check lasting three and a half
+        stop.set()
+        await loop
+        return handlers
+
+    handlers = asyncio.run(scenario())
+    assert handlers.most == 1 and 2 <= handlers.started <= 3
