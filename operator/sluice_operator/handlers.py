@@ -150,6 +150,8 @@ class Handlers:
             checked = await self.scaler.check(body)
         except ApiError as error:
             logger.warning("lag check of %s/%s failed: %s", meta["namespace"], meta["name"], error)
+            if error.status == 404:  # deleted, and the watch did not say so: checked no more
+                self.reconciler.pipelines.forget((meta["namespace"], meta["name"]))
             return
         except Exception:  # a background task: say what went wrong, the next check runs anyway
             logger.exception("lag check of %s/%s failed", meta["namespace"], meta["name"])

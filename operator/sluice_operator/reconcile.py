@@ -117,7 +117,9 @@ class Reconciler:
     ) -> Outcome:
         """Reconciles one pipeline, one call at a time per pipeline. `shown` is the DataPipeline as the event being
         handled showed it; `observed` a child event that caused the reconcile, which then takes the pipeline as its
-        watch last showed it. Otherwise (a resync, a direct call) the pipeline is read.
+        watch last showed it, unless the child is gone: a child is made again only for a pipeline read now (one
+        whose deletion the watch missed must not get children the garbage collector deletes, over and over).
+        Otherwise (a resync, a direct call) the pipeline is read; a pipeline found gone is forgotten.
 
         Raises ApiError if the API server fails.
         """
@@ -126,15 +128,20 @@ class Reconciler:
             if observed is not None:
                 self.observe(namespace, name, observed)
             try:
-                body = shown or (self.pipelines.get(key) if observed is not None else None)
+                cached = observed is not None and observed.obj is not None
+                body = shown or (self.pipelines.get(key) if cached else None)
                 body = body or self.kube.get(PIPELINES, namespace, name)
                 if body is None or body["metadata"].get("deletionTimestamp"):
                     self._applied.pop(key, None)  # its children go by garbage collection
                     self.children.forget(key)
+                    if body is None:
+                        self.pipelines.forget(key)
                     return Outcome(body=None)
                 outcome = self._reconcile(key, body, observed)
-            except ApiError:
+            except ApiError as error:
                 self.metrics.reconciles.labels("error").inc()
+                if error.status == 404:  # gone since it was shown: the next reconcile reads it
+                    self.pipelines.forget(key)
                 raise
             self.metrics.reconciles.labels("ok" if outcome.problem is None else "invalid").inc()
             return outcome

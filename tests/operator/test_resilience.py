@@ -23,7 +23,7 @@ from operator_harness import (
 from sluice_operator.api import CONFIGMAPS, DEPLOYMENTS, LEASES
 from sluice_operator.kube import Kube
 from sluice_operator.leader import LeaderElector
-from sluice_operator.reconcile import Reconciler
+from sluice_operator.reconcile import Observed, Reconciler
 from sluice_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.kube
@@ -105,6 +105,25 @@ def test_a_creation_the_operator_died_before_recording_is_still_told(
     assert [e["message"] for e in events(admin, namespace, "Created")] == [
         f"Created Deployment {NAME} with 2 workers and ConfigMap {NAME}-pipeline"
     ]
+
+
+def test_a_pipeline_deleted_while_its_watch_looked_away_gets_no_children_again(
+    restored: Operator, kubectl: Kubectl, admin: Kube, namespace: str
+) -> None:
+    """A reconciler keeps each pipeline as its watch last showed it; one whose deletion the watch missed must not
+    make its children again when the garbage collector deletes them (and again, and again)."""
+    restored.stop()
+    kubectl.apply(sample(namespace))
+    reconciler = Reconciler(admin, OperatorSettings())
+    shown = pipeline(admin, namespace)
+    reconciler.pipelines.put(shown)  # what its watch showed
+    reconciler.reconcile(namespace, NAME, shown=shown)
+    assert admin.get(DEPLOYMENTS, namespace, NAME) is not None
+    kubectl.run("delete", "-n", namespace, f"datapipeline/{NAME}")  # the reconciler is not told
+    wait_for(lambda: admin.get(DEPLOYMENTS, namespace, NAME) is None, 60, "the garbage collector")
+    outcome = reconciler.reconcile(namespace, NAME, Observed("Deployment", None))  # the child's DELETED event
+    assert outcome.body is None and reconciler.pipelines.get((namespace, NAME)) is None
+    assert admin.get(DEPLOYMENTS, namespace, NAME) is None
 
 
 def test_a_second_replica_stands_by_until_the_leader_goes(
