@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 from sluice_stack import Stack
 from sluice_stack.config import REPO_DIR
 
@@ -20,6 +22,7 @@ class Server:
 
     def __init__(self, stack: Stack, name: str) -> None:
         self.stack, self.name = stack, name
+        self.resumed_at = 0.0
 
     @property
     def service(self):  # type: ignore[no-untyped-def]
@@ -34,6 +37,8 @@ class Server:
         self.service.pause()
 
     def resume(self) -> None:
+        """SIGCONT; `resumed_at` is when (time.monotonic)."""
+        self.resumed_at = time.monotonic()
         self.service.resume()
 
     @contextlib.contextmanager
@@ -65,6 +70,31 @@ class KafkaServer(Server):
     @property
     def bootstrap_servers(self) -> str:
         return self.service.endpoints["bootstrap"]
+
+    def resume(self, timeout: float = 30, steady: float = 1.0) -> None:
+        """SIGCONT, then waits until the broker has led every partition for `steady` seconds. Paused longer than
+        its session timeout, the broker is fenced by its own controller for a moment after it resumes, its
+        partitions leaderless; a producer created in that moment can stay stuck on them for good (librdkafka
+        #5430, open), which would fail a test for the test's producer, not for the worker under test."""
+        super().resume()
+        admin, deadline = AdminClient({"bootstrap.servers": self.bootstrap_servers}), time.monotonic() + timeout
+        leading_since = None
+        while leading_since is None or time.monotonic() - leading_since < steady:
+            assert time.monotonic() < deadline, f"the broker did not lead its partitions {timeout:g} s after resuming"
+            if not _leads_every_partition(admin):
+                leading_since = None
+            elif leading_since is None:
+                leading_since = time.monotonic()
+            time.sleep(0.1)
+
+
+def _leads_every_partition(admin: AdminClient) -> bool:
+    try:
+        metadata = admin.list_topics(timeout=5)
+    except KafkaException:
+        return False
+    partitions = [p for topic in metadata.topics.values() for p in topic.partitions.values()]
+    return bool(metadata.brokers and partitions) and all(p.leader >= 0 and not p.error for p in partitions)
 
 
 class CassandraServer(Server):

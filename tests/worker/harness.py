@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -59,6 +60,30 @@ class Event:
     partition: int = -1
     offset: int = -1
     timestamp_ms: int = 0
+
+
+class ClientLog(logging.Handler):
+    """What a test's Kafka client logged (librdkafka's warnings and errors, or everything of the contexts named in
+    SLUICE_TEST_KAFKA_DEBUG, e.g. `broker,topic,eos`), kept to explain a failure."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{time.strftime('%H:%M:%S')} {record.getMessage()}")
+
+    def config(self, config: dict[str, object]) -> dict[str, object]:
+        """`config` with this log as the client's logger."""
+        logger = logging.getLogger(f"sluice.tests.kafka.{id(self)}")
+        logger.propagate = False
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(self)
+        debug = os.environ.get("SLUICE_TEST_KAFKA_DEBUG")
+        return {**config, "logger": logger} | ({"debug": debug} if debug else {})
+
+    def __str__(self) -> str:
+        return "".join(f"\n  {line}" for line in self.lines[-200:]) if self.lines else " (the client logged nothing)"
 
 
 @dataclass
@@ -134,7 +159,9 @@ class PipelineUnderTest:
         """Sends `count` store events (every `poison_every`-th a poison message), spread over `pace_seconds`;
         `encode` makes a value of an event's document (default: JSON)."""
         encode = encode or (lambda document: json.dumps(document).encode())
-        producer = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True, "linger.ms": 5})
+        client_log = ClientLog()
+        config = {"bootstrap.servers": self.bootstrap, "enable.idempotence": True, "linger.ms": 5}
+        producer = Producer(client_log.config(config))
         start = len(self.events)
         batch: list[Event] = []
         kinds = list(POISON)
@@ -156,7 +183,8 @@ class PipelineUnderTest:
             producer.poll(0)
             if pace_seconds:
                 time.sleep(pace_seconds / count)
-        assert producer.flush(60) == 0, "not every event was acknowledged by Kafka"
+        unacknowledged = producer.flush(60)
+        assert unacknowledged == 0, f"{unacknowledged} of {count} events not acknowledged by Kafka in 60 s{client_log}"
         self.events.extend(batch)
         return batch
 
