@@ -25,7 +25,12 @@ T = TypeVar("T")
 
 
 class LagUnavailable(Exception):
-    """The group's offsets cannot be read now (broker unreachable, topic missing, SASL, ...)."""
+    """The group's offsets cannot be read now (broker unreachable, topic missing, SASL, ...); `answered`: a broker
+    gave that answer (the cluster is reachable), rather than none answering in time."""
+
+    def __init__(self, message: str, answered: bool = True) -> None:
+        super().__init__(message)
+        self.answered = answered
 
 
 def admin_config(source: SourceSpec, credentials: Mapping[str, str] | None = None) -> dict[str, str | int | float]:
@@ -65,21 +70,32 @@ class OffsetReader:
         """The result of a request: awaited, so that no thread waits on a broker that does not answer."""
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout + 5)
-        except (KafkaException, TimeoutError) as error:
-            raise LagUnavailable(f"{what}: {error}") from error
+        except KafkaException as error:
+            # librdkafka's own (local) errors have negative codes: transport, timeouts, all brokers down.
+            raise LagUnavailable(f"{what}: {error}", answered=error.args[0].code() >= 0) from error
+        except TimeoutError as error:
+            raise LagUnavailable(f"{what}: no answer in {self.timeout + 5:g} s", answered=False) from error
 
     async def read(self, source: SourceSpec, group_id: str, credentials: Mapping[str, str] | None = None) -> Snapshot:
         """The earliest, latest and committed offset of every partition of the source topics; `credentials`:
         the values of source.tls and source.auth's Secrets by file name.
 
-        Raises LagUnavailable; then the admin client is dropped, so a dead cluster keeps no client reconnecting.
+        Raises LagUnavailable. When no broker answered, the admin client is dropped, so a dead cluster keeps no
+        client reconnecting; an answer (a missing topic, a denied group) keeps it for the next read.
         """
         try:
             return await self._read(self._client(source, credentials), source, group_id)
-        except LagUnavailable:
-            with self._guard:
-                self._clients.pop(_key(admin_config(source, credentials)), None)
+        except LagUnavailable as error:
+            if not error.answered:
+                with self._guard:
+                    self._clients.pop(_key(admin_config(source, credentials)), None)
             raise
+
+    @property
+    def clients(self) -> int:
+        """How many admin clients are kept (one per distinct broker configuration)."""
+        with self._guard:
+            return len(self._clients)
 
     async def _read(self, admin: AdminClient, source: SourceSpec, group_id: str) -> Snapshot:
         timeout = {"request_timeout": self.timeout}
