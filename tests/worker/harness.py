@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -62,25 +61,21 @@ class Event:
     timestamp_ms: int = 0
 
 
-class ClientLog(logging.Handler):
+class ClientLog:
     """What a test's Kafka client logged (librdkafka's warnings and errors, or everything of the contexts named in
-    SLUICE_TEST_KAFKA_DEBUG, e.g. `broker,topic,eos`), kept to explain a failure."""
+    SLUICE_TEST_KAFKA_DEBUG, e.g. `broker,topic,eos`), kept to explain a failure. The client calls `log` as it
+    would a logging.Logger's."""
 
     def __init__(self) -> None:
-        super().__init__()
         self.lines: list[str] = []
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(f"{time.strftime('%H:%M:%S')} {record.getMessage()}")
+    def log(self, _level: int, message: str, *args: object) -> None:
+        self.lines.append(f"{time.strftime('%H:%M:%S')} {message % args}")
 
     def config(self, config: dict[str, object]) -> dict[str, object]:
         """`config` with this log as the client's logger."""
-        logger = logging.getLogger(f"sluice.tests.kafka.{id(self)}")
-        logger.propagate = False
-        logger.setLevel(logging.DEBUG)
-        logger.addHandler(self)
         debug = os.environ.get("SLUICE_TEST_KAFKA_DEBUG")
-        return {**config, "logger": logger} | ({"debug": debug} if debug else {})
+        return {**config, "logger": self} | ({"debug": debug} if debug else {})
 
     def __str__(self) -> str:
         return "".join(f"\n  {line}" for line in self.lines[-200:]) if self.lines else " (the client logged nothing)"
