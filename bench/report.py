@@ -97,6 +97,7 @@ def summary(
     out["operator_latency_present"] = latency.present if latency else None
     out["operator_latency_p50_s"] = round(latency.quantile(0.5), 3) if latency else None
     out["operator_latency_p99_s"] = round(latency.quantile(0.99), 3) if latency else None
+    out["operator_settle_s"] = round(latency.settle_seconds, 1) if latency else None
     out["operator_error"] = operator_error
     out["benthos_error"] = benthos_error
     out |= {
@@ -187,7 +188,8 @@ def table(results: dict[str, Result], summary: dict[str, Any], operator: Operato
             )
             lines.append(
                 f"operator: create -> Deployment, {len(latency.seconds)} one at a time with {latency.present:,} "
-                f"DataPipelines present: {quantiles}, min {min(latency.seconds):.2f}s, max {max(latency.seconds):.2f}s"
+                f"DataPipelines present and Ready (all Ready {latency.settle_seconds:.1f}s after the last "
+                f"Deployment): {quantiles}, min {min(latency.seconds):.2f}s, max {max(latency.seconds):.2f}s"
             )
     else:
         lines.append(f"operator: null ({summary['operator_error']})")

@@ -41,6 +41,7 @@ GROUP, VERSION, PLURAL = "sluice.dev", "v1alpha1", "datapipelines"
 APPLY_THREADS = 8
 LATENCY_SAMPLES = 50  # pipelines applied one at a time after the largest size, each timed to its Deployment
 POLL_SECONDS = 0.02
+SETTLE_TIMEOUT = 600  # 10,000 pipelines Ready after their Deployments exist
 
 
 @dataclass
@@ -64,10 +65,12 @@ class Scale:
 @dataclass(frozen=True)
 class Latency:
     """Seconds from one create to its Deployment existing, for pipelines applied one at a time while `present`
-    others exist."""
+    others exist, all of them Ready: `settle_seconds` is how long that took after the last size's Deployments
+    existed (the Deployment controller and the operator's status writes still catch up then)."""
 
     present: int
     seconds: tuple[float, ...]
+    settle_seconds: float = 0.0
 
     def quantile(self, q: float) -> float:
         """The nearest-rank quantile: p99 of 50 samples is the slowest."""
@@ -116,6 +119,11 @@ class _Cluster:
     def create_pipeline(self, namespace: str, body: dict[str, Any]) -> None:
         self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
 
+    def unready_pipelines(self) -> int:
+        """DataPipelines, in every namespace, whose status does not say Ready for their current generation."""
+        response: Any = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, _preload_content=False)
+        return sum(not is_ready(item) for item in json.loads(response.data)["items"])
+
     def deployment_exists(self, namespace: str, name: str) -> bool:
         try:
             self.apps.read_namespaced_deployment(name, namespace, _preload_content=False)
@@ -124,6 +132,14 @@ class _Cluster:
                 return False
             raise
         return True
+
+
+def is_ready(pipeline: dict[str, Any]) -> bool:
+    """The DataPipeline's status says Ready, computed from its current generation."""
+    status = pipeline.get("status") or {}
+    return status.get("observedGeneration") == pipeline["metadata"].get("generation") and any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", [])
+    )
 
 
 @dataclass(frozen=True)
@@ -233,7 +249,11 @@ def _measure(
 
 
 def _latency(cluster: _Cluster, bodies: list[dict[str, Any]], namespace: str, present: int, log: Path) -> Latency:
-    """Creates `bodies` one at a time, each timed until its Deployment exists (polled every POLL_SECONDS)."""
+    """Once every pipeline present is Ready, creates `bodies` one at a time, each timed until its Deployment exists
+    (polled every POLL_SECONDS)."""
+    settling = time.monotonic()
+    _wait(lambda: cluster.unready_pipelines() == 0, SETTLE_TIMEOUT, "every DataPipeline present to be Ready", log)
+    settle_seconds = time.monotonic() - settling
     cluster.create_namespace(namespace)
     seconds = []
     for body in bodies:
@@ -245,7 +265,7 @@ def _latency(cluster: _Cluster, bodies: list[dict[str, Any]], namespace: str, pr
                 raise BenchError(f"no Deployment for {namespace}/{name} after 60s\n{tail(log)}")
             time.sleep(POLL_SECONDS)
         seconds.append(time.monotonic() - started)
-    return Latency(present, tuple(seconds))
+    return Latency(present, tuple(seconds), settle_seconds)
 
 
 def run(

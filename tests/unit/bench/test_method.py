@@ -10,7 +10,7 @@ from bench.measure import CpuUse, Window
 from bench.placement import Placement
 from bench.run import median_run
 from bench.systems import Result
-from bench.systems.operator import Latency, Scale, requests_in
+from bench.systems.operator import Latency, Scale, is_ready, requests_in
 
 
 def test_cassandra_gets_the_lower_half_and_clients_the_rest() -> None:
@@ -154,3 +154,12 @@ def test_the_operators_api_requests_are_read_from_the_api_servers_own_count() ->
 def test_latency_quantiles_are_nearest_rank() -> None:
     latency = Latency(present=1000, seconds=tuple(float(n) for n in range(50, 0, -1)))
     assert latency.quantile(0.5) == 25.0 and latency.quantile(0.99) == 50.0 and latency.quantile(0.0) == 1.0
+
+
+def test_latency_is_measured_once_every_pipeline_is_ready_for_its_generation() -> None:
+    ready = {"type": "Ready", "status": "True"}
+    assert is_ready({"metadata": {"generation": 2}, "status": {"observedGeneration": 2, "conditions": [ready]}})
+    assert not is_ready({"metadata": {"generation": 3}, "status": {"observedGeneration": 2, "conditions": [ready]}})
+    not_ready = {**ready, "status": "False"}
+    assert not is_ready({"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "conditions": [not_ready]}})
+    assert not is_ready({"metadata": {"generation": 1}})
