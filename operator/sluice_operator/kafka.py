@@ -25,8 +25,8 @@ T = TypeVar("T")
 
 
 class LagUnavailable(Exception):
-    """The group's offsets cannot be read now (broker unreachable, topic missing, SASL, ...); `answered`: a broker
-    gave that answer (the cluster is reachable), rather than none answering in time."""
+    """The group's offsets cannot be read now (broker unreachable, topic missing, SASL, ...); `answered` is False
+    only when no broker answered in time (the cluster looks unreachable)."""
 
     def __init__(self, message: str, answered: bool = True) -> None:
         super().__init__(message)
