@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 
 import pytest
 from sluice_operator.kafka import LagUnavailable, OffsetReader
+from sluice_stack.process import free_port
 from sluice_worker.model import SourceSpec
 
 pytestmark = pytest.mark.kafka
@@ -28,11 +28,9 @@ def test_a_missing_topic_is_named_and_the_client_kept_for_the_next_read(kafka) -
 
 def test_brokers_that_do_not_answer_leave_no_client_reconnecting() -> None:
     """A dead cluster: the read fails within its timeout and the client is dropped, not left retrying forever."""
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))  # a port nobody listens on: connections are refused
-        source = SourceSpec(bootstrapServers=f"127.0.0.1:{closed.getsockname()[1]}", topics=["events"])
-        reader = OffsetReader(timeout=2)
-        with pytest.raises(LagUnavailable) as raised:
-            asyncio.run(reader.read(source, "group"))
+    source = SourceSpec(bootstrapServers=f"127.0.0.1:{free_port()}", topics=["events"])  # connections refused
+    reader = OffsetReader(timeout=2)
+    with pytest.raises(LagUnavailable) as raised:
+        asyncio.run(reader.read(source, "group"))
     assert not raised.value.answered
     assert reader.clients == 0
