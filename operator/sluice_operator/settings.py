@@ -75,6 +75,12 @@ class OperatorSettings(BaseSettings):
         description="While workers are not ready, ask their /readyz why (pod IP, port 8080) and show it in the "
         "Ready condition. Needs the operator to run in the cluster (the chart turns it on).",
     )
+    objects_in_flight: int = Field(
+        default=30,
+        ge=1,
+        description="Objects of each kind (DataPipelines, Deployments, ...) handled at once; the others wait their "
+        "turn with their events queued. Bounds the operator's memory when thousands of pipelines change at once.",
+    )
     kafka_timeout_seconds: float = Field(default=10.0, gt=0, description="Timeout of each Kafka admin request.")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     log_format: Literal["text", "json"] = Field(default="text", description="text, or json: one object a line.")
@@ -133,6 +139,12 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     configured.posting.enabled = False  # the reconciler posts its own events
     configured.scanning.disabled = True  # no CRD or namespace watching: fewer permissions
     configured.execution.max_workers = 8
+    # kopf starts a worker per object with events, unbounded by default: applying 1,000 pipelines had all of them
+    # mid-processing at once (bodies, diffs, patches): peak RSS 290-306 MiB; with 30 at a time, 203-235 MiB and no
+    # slower (docs/benchmarks.md). A worker keeps its slot until idle for idle_timeout (kopf's default: 5 s, which
+    # would let the slots, not the API server, pace a storm).
+    configured.queueing.worker_limit = settings.objects_in_flight
+    configured.queueing.idle_timeout = 0.25
     managed = f"{MANAGED_BY}={FIELD_MANAGER}"
     configured.watching.label_selectors["apps", "v1", "deployments"] = managed
     configured.watching.label_selectors["v1", "configmaps"] = managed

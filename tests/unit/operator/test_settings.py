@@ -47,6 +47,7 @@ def test_the_environment_decides(monkeypatch: pytest.MonkeyPatch) -> None:
         ("SLUICE_LEASE_DURATION_SECONDS", "1"),
         ("SLUICE_LAG_INTERVAL_SECONDS", "-1"),
         ("SLUICE_KAFKA_TIMEOUT_SECONDS", "0"),
+        ("SLUICE_OBJECTS_IN_FLIGHT", "0"),
     ],
 )
 def test_invalid_settings_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
@@ -65,6 +66,14 @@ def test_kopf_watches_are_bounded_and_progress_lives_in_annotations() -> None:
     assert configured.scanning.disabled and not configured.posting.enabled
     selectors = dict(configured.watching.label_selectors.items())
     assert set(selectors.values()) == {"app.kubernetes.io/managed-by=sluice-operator"}
+
+
+def test_objects_handled_at_once_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert kopf_settings(OperatorSettings()).queueing.worker_limit == 30
+    monkeypatch.setenv("SLUICE_OBJECTS_IN_FLIGHT", "20")
+    configured = kopf_settings(OperatorSettings())
+    assert configured.queueing.worker_limit == 20
+    assert configured.queueing.idle_timeout < 5  # a worker's slot is freed soon after its last event
 
 
 def test_help_lists_the_environment(capsys: pytest.CaptureFixture[str]) -> None:
