@@ -75,26 +75,35 @@ class KafkaServer(Server):
         """SIGCONT, then waits until the broker has led every partition for `steady` seconds. Paused longer than
         its session timeout, the broker is fenced by its own controller for a moment after it resumes, its
         partitions leaderless; a producer created in that moment can stay stuck on them for good (librdkafka
-        #5430, open), which would fail a test for the test's producer, not for the worker under test."""
+        #5430, open), which would fail a test for the test's producer, not for the worker under test. Each look
+        is a new client's, so that what one client saw in the fenced moment cannot outlive it."""
         super().resume()
-        admin, deadline = AdminClient({"bootstrap.servers": self.bootstrap_servers}), time.monotonic() + timeout
-        leading_since = None
+        deadline, leading_since, lacking = time.monotonic() + timeout, None, ""
         while leading_since is None or time.monotonic() - leading_since < steady:
-            assert time.monotonic() < deadline, f"the broker did not lead its partitions {timeout:g} s after resuming"
-            if not _leads_every_partition(admin):
+            assert time.monotonic() < deadline, f"{timeout:g} s after resuming, the broker still lacked {lacking}"
+            lacking = _what_the_broker_does_not_lead(self.bootstrap_servers)
+            if lacking:
                 leading_since = None
             elif leading_since is None:
                 leading_since = time.monotonic()
             time.sleep(0.1)
 
 
-def _leads_every_partition(admin: AdminClient) -> bool:
+def _what_the_broker_does_not_lead(bootstrap_servers: str) -> str:
+    """What a new client finds missing: an answer, a broker or topic in it, or a partition's leader ('' if none)."""
     try:
-        metadata = admin.list_topics(timeout=5)
-    except KafkaException:
-        return False
-    partitions = [p for topic in metadata.topics.values() for p in topic.partitions.values()]
-    return bool(metadata.brokers and partitions) and all(p.leader >= 0 and not p.error for p in partitions)
+        metadata = AdminClient({"bootstrap.servers": bootstrap_servers}).list_topics(timeout=5)
+    except KafkaException as e:
+        return f"an answer ({e})"
+    if not metadata.brokers or not metadata.topics:
+        return "a broker or a topic in its answer"
+    lacking = [
+        f"{topic.topic}[{p.id}] leader {p.leader} {p.error or ''}".strip()
+        for topic in metadata.topics.values()
+        for p in topic.partitions.values()
+        if p.leader < 0 or p.error
+    ]
+    return f"the lead of {len(lacking)} partitions, e.g. {', '.join(lacking[:3])}" if lacking else ""
 
 
 class CassandraServer(Server):
