@@ -3,7 +3,9 @@ change nothing, to judge ownership and to assess the status, without a GET per c
 
 from __future__ import annotations
 
+import json
 import threading
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,13 +16,39 @@ Key = tuple[str, str]  # (namespace, pipeline name)
 _IDENTITY = ("name", "namespace", "uid", "generation", "resourceVersion", "ownerReferences")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class Packed:
+    """A JSON object kept as its compact encoding, keys sorted, deflated: a tenth of the memory of the dicts it
+    decodes to (the example's Deployment manifest: 1.0 KB against 13.6 KB; 20 us to pack, 20 us to unpack), and
+    equal when the objects are."""
+
+    data: bytes
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> Packed:
+        return cls(zlib.compress(json.dumps(obj, separators=(",", ":"), sort_keys=True).encode(), 1))
+
+    def unpacked(self) -> Obj:
+        """A new dict each time: a caller that changes it changes nothing kept."""
+        result: Obj = json.loads(zlib.decompress(self.data))
+        return result
+
+
+@dataclass(frozen=True, slots=True)
 class Seen:
-    """A child as last seen (`obj`: None when it is known not to exist), trimmed to what the reconciler reads,
+    """A child as last seen (None when it is known not to exist), trimmed to what the reconciler reads and packed,
     and whether it then held every field of the manifest the operator last applied to it."""
 
-    obj: Obj | None
+    packed: Packed | None
     holds_applied: bool
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any] | None, holds_applied: bool) -> Seen:
+        return cls(Packed.of(trimmed(obj)) if obj is not None else None, holds_applied)
+
+    @property
+    def obj(self) -> Obj | None:
+        return self.packed.unpacked() if self.packed is not None else None
 
 
 def trimmed(obj: Mapping[str, Any]) -> Obj:
@@ -75,23 +103,24 @@ class ChildCache:
 
 
 class PipelineCache:
-    """Per pipeline, the newest DataPipeline its watch showed (by resourceVersion); thread-safe."""
+    """Per pipeline, the newest DataPipeline its watch showed (by resourceVersion), trimmed and packed; thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._bodies: dict[Key, Obj] = {}
+        self._bodies: dict[Key, tuple[str | None, str | None, Packed]] = {}  # uid, resourceVersion, the pipeline
 
     def get(self, key: Key) -> Obj | None:
         with self._lock:
-            return self._bodies.get(key)
+            known = self._bodies.get(key)
+        return known[2].unpacked() if known is not None else None
 
     def put(self, body: Mapping[str, Any]) -> None:
         meta = body["metadata"]
-        key = (meta["namespace"], meta["name"])
+        key, packed = (meta["namespace"], meta["name"]), Packed.of(trimmed_pipeline(body))
         with self._lock:
             known = self._bodies.get(key)
-            if known is None or _newer(meta, known["metadata"]):
-                self._bodies[key] = trimmed_pipeline(body)
+            if known is None or _newer(meta, uid=known[0], version=known[1]):
+                self._bodies[key] = (meta.get("uid"), meta.get("resourceVersion"), packed)
 
     def forget(self, key: Key) -> None:
         with self._lock:
@@ -100,18 +129,20 @@ class PipelineCache:
     def bodies(self) -> list[Obj]:
         """Every pipeline known, as last shown."""
         with self._lock:
-            return list(self._bodies.values())
+            known = list(self._bodies.values())
+        return [packed.unpacked() for _uid, _version, packed in known]
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._bodies)
 
 
-def _newer(meta: Mapping[str, Any], than: Mapping[str, Any]) -> bool:
-    """Whether `meta` is of a later version of the object (or of another object of the same name)."""
-    if meta.get("uid") != than.get("uid"):
+def _newer(meta: Mapping[str, Any], uid: str | None, version: str | None) -> bool:
+    """Whether `meta` is of a later version of the object of that uid and resourceVersion (or of another object of
+    the same name)."""
+    if meta.get("uid") != uid:
         return True
     try:
-        return int(meta["resourceVersion"]) >= int(than["resourceVersion"])
+        return int(meta["resourceVersion"]) >= int(version)  # type: ignore[arg-type]
     except (KeyError, TypeError, ValueError):
         return True

@@ -26,7 +26,7 @@ from .api import (
     disruption_budget_name,
     validated,
 )
-from .children import ChildCache, PipelineCache, Seen, holds, trimmed
+from .children import ChildCache, Packed, PipelineCache, Seen, holds
 from .kube import ApiError, Kube
 from .metrics import OperatorMetrics
 from .settings import OperatorSettings
@@ -60,7 +60,7 @@ class Observed:
 class Applied:
     """A child as the operator last applied it, and the resourceVersion the API server answered with."""
 
-    manifest: builders.Manifest
+    manifest: Packed
     version: int | None
 
 
@@ -79,11 +79,6 @@ def _conflict(kind: str, live: Obj | None, owner: Owner) -> str | None:
         return None
     held = f"{ref['kind']} {ref['name']} (uid {ref['uid']})" if ref else "nothing"
     return f"{kind} {live['metadata']['name']} already exists and is controlled by {held}, not this DataPipeline"
-
-
-def seen_obj(seen: Mapping[str, Seen], kind: str) -> Obj | None:
-    child = seen.get(kind)
-    return child.obj if child is not None else None
 
 
 def _summary(status: Mapping[str, Any]) -> str:
@@ -152,8 +147,8 @@ class Reconciler:
         key = (namespace, name)
         last = self._applied.get(key, {}).get(observed.kind)
         obj = observed.obj
-        holds_applied = obj is not None and last is not None and holds(obj, last.manifest)
-        self.children.put(key, observed.kind, Seen(trimmed(obj) if obj is not None else None, holds_applied))
+        holds_applied = obj is not None and last is not None and holds(obj, last.manifest.unpacked())
+        self.children.put(key, observed.kind, Seen.of(obj, holds_applied))
 
     def _live(self, key: tuple[str, str], kind: str, read: Callable[[], Obj | None]) -> Seen:
         """The child as last seen, else as read now (then judged against the manifest last applied)."""
@@ -161,8 +156,7 @@ class Reconciler:
         if seen is None:
             obj = read()
             last = self._applied.get(key, {}).get(kind)
-            seen = Seen(trimmed(obj) if obj is not None else None, obj is not None and last is not None
-                        and holds(obj, last.manifest))  # fmt: skip
+            seen = Seen.of(obj, obj is not None and last is not None and holds(obj, last.manifest.unpacked()))
             self.children.put(key, kind, seen)
         return seen
 
@@ -185,8 +179,9 @@ class Reconciler:
         seen = _version(observed.obj) if observed.obj is not None else None
         if seen is not None and last.version is not None and seen <= last.version:
             return {}  # the event shows the operator's own apply, or something older
-        changes = builders.drift(last.manifest, observed.obj)
-        return {f"{observed.kind} {last.manifest['metadata']['name']}": changes} if changes else {}
+        manifest = last.manifest.unpacked()
+        changes = builders.drift(manifest, observed.obj)
+        return {f"{observed.kind} {manifest['metadata']['name']}": changes} if changes else {}
 
     def _reconcile(self, key: tuple[str, str], body: Obj, observed: Observed | None) -> Outcome:
         owner = Owner.of(body)
@@ -223,17 +218,22 @@ class Reconciler:
             credentials_version=secrets.version,
         )
         repaired = self._drift(key, observed)
+        manifests = children.by_kind()
+        packed = {kind: Packed.of(manifest) for kind, manifest in manifests.items()}
         applied: dict[str, Obj] = {}
+        unchanged: set[str] = set()  # since the last apply, and still as applied: no request
         try:
-            for kind, manifest in children.by_kind().items():  # the ConfigMap first: the pods mount it
+            for kind, manifest in manifests.items():  # the ConfigMap first: the pods mount it
                 last = self._applied.get(key, {}).get(kind)
                 child = seen.get(kind)
-                if last is not None and last.manifest == manifest and child is not None and child.holds_applied:
-                    assert child.obj is not None
-                    applied[kind] = child.obj  # unchanged since the last apply, and still as applied: no request
+                if last is not None and last.manifest == packed[kind] and child is not None and child.holds_applied:
+                    obj = live[kind]
+                    assert obj is not None  # it holds what was applied
+                    applied[kind] = obj
+                    unchanged.add(kind)
                     continue
                 applied[kind] = self.kube.apply(manifest, FIELD_MANAGER)
-                self.children.put(key, kind, Seen(trimmed(applied[kind]), True))
+                self.children.put(key, kind, Seen.of(applied[kind], True))
         except ApiError as error:
             if not error.permanent:
                 raise
@@ -243,10 +243,9 @@ class Reconciler:
             self.kube.delete(DISRUPTION_BUDGETS, meta["namespace"], meta["name"], meta["uid"])  # budget unset
         previous = self._applied.get(key, {})
         self._applied[key] = {  # a child left as it was keeps the version of the apply that made it so
-            kind: previous[kind] if applied[kind] is seen_obj(seen, kind) and kind in previous
-            else Applied(manifest, _version(applied[kind]))
-            for kind, manifest in children.by_kind().items()
-        }  # fmt: skip
+            kind: previous[kind] if kind in unchanged and kind in previous else Applied(packed[kind], _version(obj))
+            for kind, obj in applied.items()
+        }
 
         deployment = applied["Deployment"]
         assessment = status.assess(deployment, desired=children.workers, paused=pipeline.spec.paused)

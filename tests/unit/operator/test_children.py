@@ -3,7 +3,7 @@ apply."""
 
 from __future__ import annotations
 
-from sluice_operator.children import ChildCache, PipelineCache, Seen, holds, trimmed
+from sluice_operator.children import ChildCache, Packed, PipelineCache, Seen, holds, trimmed
 
 
 def test_a_child_holds_what_was_applied_whatever_the_server_added() -> None:
@@ -51,9 +51,10 @@ def test_trimmed_keeps_identity_ownership_replicas_and_status_only() -> None:
 
 def test_the_cache_forgets_a_pipeline_whole() -> None:
     cache = ChildCache()
-    cache.put(("ns", "p"), "Deployment", Seen(None, False))
-    cache.put(("ns", "p"), "ConfigMap", Seen({"kind": "ConfigMap"}, True))
-    assert cache.get(("ns", "p"), "ConfigMap") == Seen({"kind": "ConfigMap"}, True)
+    cache.put(("ns", "p"), "Deployment", Seen.of(None, False))
+    cache.put(("ns", "p"), "ConfigMap", Seen.of({"kind": "ConfigMap", "data": {"a": "b"}}, True))
+    kept = cache.get(("ns", "p"), "ConfigMap")
+    assert kept is not None and kept.obj == {"kind": "ConfigMap", "metadata": {}} and kept.holds_applied  # trimmed
     cache.forget(("ns", "p"))
     assert cache.get(("ns", "p"), "Deployment") is None and cache.get(("ns", "p"), "ConfigMap") is None
 
@@ -81,3 +82,22 @@ def test_the_pipeline_cache_keeps_the_newest_version_without_managed_fields() ->
     assert cache.get(("ns", "p"))["spec"] == {"replicas": 5}  # type: ignore[index]
     cache.forget(("ns", "p"))
     assert cache.get(("ns", "p")) is None and len(cache) == 0
+
+
+def test_a_packed_object_is_equal_to_another_of_the_same_content_and_gives_copies() -> None:
+    manifest = {"kind": "Deployment", "metadata": {"name": "p", "labels": {"a": "1", "b": "2"}}, "spec": {"x": 2}}
+    reordered = {"spec": {"x": 2}, "metadata": {"labels": {"b": "2", "a": "1"}, "name": "p"}, "kind": "Deployment"}
+    assert Packed.of(manifest) == Packed.of(reordered) and Packed.of(manifest) != Packed.of({**manifest, "spec": {}})
+    packed = Packed.of(manifest)
+    packed.unpacked()["spec"]["x"] = 5  # a caller's change stays the caller's
+    assert packed.unpacked() == manifest
+
+
+def test_what_the_pipeline_cache_hands_out_is_a_copy() -> None:
+    cache = PipelineCache()
+    cache.put(pipeline_body("10", replicas=2))
+    first = cache.get(("ns", "p"))
+    assert first is not None
+    first["spec"]["replicas"] = 7
+    again = cache.get(("ns", "p"))
+    assert again is not None and again["spec"] == {"replicas": 2} and cache.bodies()[0]["spec"] == {"replicas": 2}
