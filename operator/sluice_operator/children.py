@@ -18,9 +18,9 @@ _IDENTITY = ("name", "namespace", "uid", "generation", "resourceVersion", "owner
 
 @dataclass(frozen=True, slots=True)
 class Packed:
-    """A JSON object kept as its compact encoding, keys sorted, deflated: a tenth of the memory of the dicts it
-    decodes to (the example's Deployment manifest: 1.0 KB against 13.6 KB; 20 us to pack, 20 us to unpack), and
-    equal when the objects are."""
+    """A JSON object kept as its compact encoding, keys sorted, deflated: a quarter to a tenth of the memory of the
+    dicts it decodes to (the example's Deployment manifest: 1.0 KB against 13.6 KB, its ConfigMap 1.1 KB against
+    4.6 KB; about 20 us to pack or unpack), and equal when the objects are."""
 
     data: bytes
 
