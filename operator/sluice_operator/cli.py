@@ -17,7 +17,7 @@ from sluice_worker.logs import configure_logging
 from .api import CRD_NAME, FIELD_MANAGER, PIPELINES, Obj
 from .crd import build_crd
 from .handlers import Handlers
-from .kafka import OffsetReader
+from .kafka import LagReader
 from .kube import ApiError, Kube
 from .leader import LeaderElector, serve_health
 from .metrics import OperatorMetrics
@@ -95,6 +95,7 @@ async def run(settings: OperatorSettings) -> int:
         )
     stop = asyncio.Event()
     background: list[asyncio.Task[None]] = []
+    reader = LagReader(settings.kafka_timeout_seconds, on_death=metrics.lag_reader_deaths.inc)
     try:
         if elector is not None:
             await elector.acquire()
@@ -108,7 +109,7 @@ async def run(settings: OperatorSettings) -> int:
         if settings.upgrade_crd:
             await asyncio.to_thread(upgrade_crd, kube)
         reconciler = Reconciler(kube, settings, metrics=metrics)
-        scaler = Scaler(kube, OffsetReader(settings.kafka_timeout_seconds), metrics, reconciler.pipelines)
+        scaler = Scaler(kube, reader, metrics, reconciler.pipelines)
         handlers = Handlers(reconciler, settings.retry_delay_seconds, scaler)
         registry = kopf.OperatorRegistry()
         kopf.on.login(registry=registry)(kopf.login_via_client)
@@ -140,6 +141,7 @@ async def run(settings: OperatorSettings) -> int:
         for task in background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await asyncio.to_thread(reader.close)
         if elector is not None:
             await asyncio.to_thread(elector.release)
         if health is not None:

@@ -1,36 +1,29 @@
-"""Reads a consumer group's offsets with Kafka's admin API; the operator never joins the group."""
+"""The operator's lag reads, made in a child process: when librdkafka aborts, the reads fail, not the operator."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
+import queue
+import signal
+import socket
+import subprocess
+import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
-from typing import Any, TypeVar
+from multiprocessing.connection import Connection
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicCollection, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]  # not in __all__
 from sluice_worker.kafka import client_config
 from sluice_worker.model import SourceSpec
 
-from .lag import PartitionOffsets, Snapshot
+from .lag import Snapshot
+from .offsets import Answer, LagUnavailable, Request
 
 logger = logging.getLogger(__name__)
 
-NO_OFFSET = -1001  # librdkafka's OFFSET_INVALID: the group has committed nothing
-
-T = TypeVar("T")
-
-
-class LagUnavailable(Exception):
-    """The group's offsets cannot be read now (broker unreachable, topic missing, SASL, ...); `answered` is False
-    only when no broker answered in time (the cluster looks unreachable)."""
-
-    def __init__(self, message: str, answered: bool = True) -> None:
-        super().__init__(message)
-        self.answered = answered
+__all__ = ["LagReader", "LagUnavailable", "admin_config"]
 
 
 def admin_config(source: SourceSpec, credentials: Mapping[str, str] | None = None) -> dict[str, str | int | float]:
@@ -45,87 +38,173 @@ def admin_config(source: SourceSpec, credentials: Mapping[str, str] | None = Non
     return client_config(source, "sluice-operator", credentials)
 
 
-def _key(config: Mapping[str, str | int | float]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((key, str(value)) for key, value in config.items()))
+def _death(returncode: int) -> str:
+    if returncode < 0:
+        with contextlib.suppress(ValueError):
+            return f"died of {signal.Signals(-returncode).name}"
+    return f"exited with status {returncode}"
 
 
-class OffsetReader:
-    """Snapshots of consumer groups' offsets; one admin client per distinct broker configuration."""
+class _Child:
+    """One `python -m sluice_operator.offsets` process and the reads it has not answered yet."""
 
-    def __init__(self, timeout: float, clock: Callable[[], float] = time.time) -> None:
-        self.timeout, self.clock = timeout, clock
-        self._clients: dict[tuple[tuple[str, str], ...], AdminClient] = {}
+    def __init__(self, timeout: float, on_death: Callable[[str, int], None]) -> None:
+        ours, theirs = socket.socketpair()
+        with theirs:
+            self.process = subprocess.Popen(
+                [sys.executable, "-P", "-m", "sluice_operator.offsets", str(theirs.fileno()), str(timeout)],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+        self._connection = Connection(ours.detach())
+        self._on_death = on_death
+        self._guard = threading.Lock()
+        self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Snapshot]]] = {}
+        self._ids = itertools.count()
+        self._outbox: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
+        self.dead = self.stopping = False
+        # Threads, not the event loop: a send to a stalled child or a partial answer must not block the operator.
+        threading.Thread(target=self._send, name="lag-reader-send", daemon=True).start()
+        threading.Thread(target=self._collect, name="lag-reader-collect", daemon=True).start()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def ask(self, request: tuple[Mapping[str, str | int | float], tuple[str, ...], str]) -> asyncio.Future[Snapshot]:
+        """Sends a read; its future fails with LagUnavailable(answered=False) if the child dies first."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Snapshot] = loop.create_future()
+        with self._guard:
+            if self.dead:
+                raise LagUnavailable("the lag reader process has just died", answered=False)
+            ident = next(self._ids)
+            self._waiting[ident] = (loop, future)
+        future.add_done_callback(lambda _: self._forget(ident))  # answered, failed or cancelled
+        self._outbox.put((ident, *request))
+        return future
+
+    def _forget(self, ident: int) -> None:
+        with self._guard:
+            self._waiting.pop(ident, None)
+
+    def _send(self) -> None:
+        while (request := self._outbox.get()) is not None:
+            try:
+                self._connection.send(request)
+            except OSError:
+                return  # the child is gone: _collect fails what waits
+
+    def _collect(self) -> None:
+        try:
+            while True:
+                self._settle(self._connection.recv())
+        except (EOFError, OSError):
+            pass
+        returncode = self.process.wait()
+        with self._guard:
+            self.dead, waiting = True, list(self._waiting.values())
+            self._waiting.clear()
+        self._outbox.put(None)
+        self._connection.close()
+        death = f"the lag reader process (pid {self.pid}) {_death(returncode)}"
+        for loop, future in waiting:
+            error = LagUnavailable(f"{death} before it answered; the next read starts another", answered=False)
+            loop.call_soon_threadsafe(_fail, future, error)
+        if not self.stopping:
+            self._on_death(death, len(waiting))
+
+    def _settle(self, reply: Answer) -> None:
+        ident, snapshot, problem = reply
+        with self._guard:
+            loop, future = self._waiting.get(ident, (None, None))
+        if loop is None or future is None:
+            return  # given up on (cancelled, or past its deadline)
+        if problem is not None:
+            loop.call_soon_threadsafe(_fail, future, LagUnavailable(*problem))
+        elif snapshot is not None:
+            loop.call_soon_threadsafe(_succeed, future, snapshot)
+
+    def kill(self) -> None:
+        """Kills a stuck process without waiting: _collect sees it go and fails what waits."""
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+
+    def stop(self) -> None:
+        """Ends the process and waits for it (it also ends by itself when the operator's end of the socket closes)."""
+        self.stopping = True
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def _succeed(future: asyncio.Future[Snapshot], snapshot: Snapshot) -> None:
+    if not future.done():
+        future.set_result(snapshot)
+
+
+def _fail(future: asyncio.Future[Snapshot], error: LagUnavailable) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
+class LagReader:
+    """Snapshots of consumer groups' offsets (offsets.OffsetReader), read in a child process started at the first
+    read and again at the first read after it dies.
+
+    Why a process: librdkafka 2.16 can abort the whole process (an assertion, SIGABRT) when brokers stall while
+    many admin requests are in flight (librdkafka issue #4605; reproduced here with 2,000 reads and a broker
+    stopped for 12 s). Out there, that costs the reads in flight - they fail as LagUnavailable(answered=False),
+    the pipelines' status says the lag is unknown - and the next turn reads again.
+    """
+
+    def __init__(
+        self, timeout: float, on_death: Callable[[], None] | None = None, deadline: float | None = None
+    ) -> None:
+        """`timeout`: each admin request's; `on_death`: called when a child dies unasked; `deadline`: a read not
+        answered by then means the child is stuck (not slow), and it is killed."""
+        self.timeout = timeout
+        self.deadline = deadline or 4 * (timeout + 5)
+        self._on_death = on_death
+        self._child: _Child | None = None
         self._guard = threading.Lock()
 
-    def _client(self, source: SourceSpec, credentials: Mapping[str, str] | None) -> AdminClient:
-        config = admin_config(source, credentials)
+    def _running(self) -> _Child:
         with self._guard:
-            key = _key(config)
-            if key not in self._clients:
-                # librdkafka's own logs stay quiet: a failed read says what went wrong.
-                self._clients[key] = AdminClient({**config, "log_level": 0}, logger=logger)
-            return self._clients[key]
+            if self._child is None or self._child.dead:
+                self._child = _Child(self.timeout, self._died)
+            return self._child
 
-    async def _result(self, future: Future[T], what: str) -> T:
-        """The result of a request: awaited, so that no thread waits on a broker that does not answer."""
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout + 5)
-        except KafkaException as error:
-            # librdkafka's own (local) errors have negative codes: transport, timeouts, all brokers down.
-            raise LagUnavailable(f"{what}: {error}", answered=error.args[0].code() >= 0) from error
-        except TimeoutError as error:
-            raise LagUnavailable(f"{what}: no answer in {self.timeout + 5:g} s", answered=False) from error
+    def _died(self, death: str, in_flight: int) -> None:
+        logger.warning("%s with %d lag reads in flight; the next read starts another", death, in_flight)
+        if self._on_death is not None:
+            self._on_death()
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while one runs."""
+        with self._guard:
+            return None if self._child is None or self._child.dead else self._child.pid
 
     async def read(self, source: SourceSpec, group_id: str, credentials: Mapping[str, str] | None = None) -> Snapshot:
         """The earliest, latest and committed offset of every partition of the source topics; `credentials`:
-        the values of source.tls and source.auth's Secrets by file name.
-
-        Raises LagUnavailable. When no broker answered, the admin client is dropped, so a dead cluster keeps no
-        client reconnecting; an answer (a missing topic, a denied group) keeps it for the next read.
-        """
+        the values of source.tls and source.auth's Secrets by file name. Raises LagUnavailable."""
+        config = admin_config(source, credentials)
+        child = self._running()
+        future = child.ask((config, tuple(source.topics), group_id))
         try:
-            return await self._read(self._client(source, credentials), source, group_id)
-        except LagUnavailable as error:
-            if not error.answered:
-                with self._guard:
-                    self._clients.pop(_key(admin_config(source, credentials)), None)
-            raise
+            return await asyncio.wait_for(future, self.deadline)
+        except TimeoutError:
+            child.kill()  # stuck: every read it holds would time out too; the next read starts another
+            message = f"the lag reader process (pid {child.pid}) gave no answer in {self.deadline:g} s; killed it"
+            raise LagUnavailable(message, answered=False) from None
 
-    @property
-    def clients(self) -> int:
-        """How many admin clients are kept (one per distinct broker configuration)."""
+    def close(self) -> None:
+        """Stops the child process, if one runs."""
         with self._guard:
-            return len(self._clients)
-
-    async def _read(self, admin: AdminClient, source: SourceSpec, group_id: str) -> Snapshot:
-        timeout = {"request_timeout": self.timeout}
-        described = admin.describe_topics(TopicCollection(list(source.topics)), **timeout)
-        partitions = [
-            TopicPartition(topic, info.id)
-            for topic, future in described.items()
-            for info in (await self._result(future, f"topic {topic}")).partitions
-        ]
-        if not partitions:
-            raise LagUnavailable(f"the topics {', '.join(source.topics)} have no partitions")
-        request = [ConsumerGroupTopicPartitions(group_id, partitions)]
-        committed = admin.list_consumer_group_offsets(request, **timeout)[group_id]
-        latest = admin.list_offsets({p: OffsetSpec.latest() for p in partitions}, **timeout)  # type: ignore[no-untyped-call]
-        earliest = admin.list_offsets({p: OffsetSpec.earliest() for p in partitions}, **timeout)  # type: ignore[no-untyped-call]
-        taken = self.clock()
-        group = await self._result(committed, f"offsets of group {group_id}")
-        commits = {(p.topic, p.partition): p.offset for p in group.topic_partitions or []}
-        highs, lows = await self._offsets(latest, "latest offsets"), await self._offsets(earliest, "earliest offsets")
-        return Snapshot(
-            taken=taken,
-            partitions={
-                key: PartitionOffsets(
-                    earliest=lows[key],
-                    latest=highs[key],
-                    committed=None if commits.get(key, NO_OFFSET) < 0 else commits[key],
-                )
-                for key in sorted(highs)
-            },
-        )
-
-    async def _offsets(self, futures: Mapping[TopicPartition, Future[Any]], what: str) -> dict[tuple[str, int], int]:
-        return {(p.topic, p.partition): int((await self._result(f, what)).offset) for p, f in futures.items()}
+            child, self._child = self._child, None
+        if child is not None:
+            child.stop()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sluice_worker.model import StartFrom
+if TYPE_CHECKING:  # not at run time: the lag reader's child process (offsets.py) imports this module, not pydantic
+    from sluice_worker.model import StartFrom
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,11 @@ class OperatorMetrics:
         self.lag_errors = Counter(
             "sluice_operator_lag_errors", "Lag checks that could not read Kafka", PIPELINE, registry=r
         )
+        self.lag_reader_deaths = Counter(
+            "sluice_operator_lag_reader_deaths",
+            "Times the lag reader's child process died (librdkafka aborted) or was killed stuck; each is restarted",
+            registry=r,
+        )
         self.scale_decisions = Counter(
             "sluice_operator_scale_decisions",
             "Autoscaler decisions by action: up, down, frozen, deferred, overridden",

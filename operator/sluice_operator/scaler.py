@@ -17,7 +17,7 @@ from .api import PIPELINES, Obj, rfc3339, validated
 from .autoscaling import Decision, History, decide, recommend, scale_up_blocker
 from .builders import workers
 from .children import PipelineCache
-from .kafka import LagUnavailable, OffsetReader
+from .kafka import LagReader, LagUnavailable
 from .kube import ApiError, Event, Kube
 from .lag import Snapshot, throughput, total_lag
 from .metrics import OperatorMetrics
@@ -69,7 +69,7 @@ class Scaler:
     """Checks pipelines (each one check at a time) and remembers each between checks."""
 
     def __init__(
-        self, kube: Kube, reader: OffsetReader, metrics: OperatorMetrics, pipelines: PipelineCache | None = None
+        self, kube: Kube, reader: LagReader, metrics: OperatorMetrics, pipelines: PipelineCache | None = None
     ) -> None:
         self.kube, self.reader, self.metrics = kube, reader, metrics
         self.pipelines = pipelines  # told of each status written, so that the next check compares with it

@@ -10,18 +10,19 @@ import shutil
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 from cassandra.auth import PlainTextAuthProvider
-from sluice_operator.kafka import OffsetReader
-from sluice_operator.lag import total_lag
+from sluice_operator.kafka import LagReader
+from sluice_operator.lag import Snapshot, total_lag
 from sluice_stack.cassandra import LOGIN as CASSANDRA_LOGIN
 from sluice_stack.kafka import SCRAM_USER
 from sluice_stack.oidc import CLIENT as OAUTH_CLIENT
 from sluice_worker.credentials import read_side
 from sluice_worker.manifest import load_pipeline
+from sluice_worker.model import SourceSpec
 
 from .harness import WORKER, CommitAuditor, PipelineUnderTest, running
 
@@ -47,6 +48,15 @@ def mount(
             (password or SCRAM_USER[1]) + "\n"
         )  # as `kubectl create secret --from-file` keeps it
     return source.parent
+
+
+def read_lag(source: SourceSpec, group_id: str, credentials: Mapping[str, str]) -> Snapshot:
+    """What the operator's lag reader reads (in its child process) with a pipeline's credentials."""
+    reader = LagReader(timeout=10)
+    try:
+        return asyncio.run(reader.read(source, group_id, credentials))
+    finally:
+        reader.close()
 
 
 @pytest.fixture
@@ -75,9 +85,7 @@ def test_sasl_ssl_the_worker_its_dead_letters_replay_and_the_lag_reader(  # type
 
     # The operator's lag reader, with the same settings the workers get: it sees the group caught up.
     spec = load_pipeline(manifest).spec
-    snapshot = asyncio.run(
-        OffsetReader(timeout=10).read(spec.source, pipeline.group_id, read_side(credentials, "source"))
-    )
+    snapshot = read_lag(spec.source, pipeline.group_id, read_side(credentials, "source"))
     assert total_lag(snapshot, "earliest") == 0 and snapshot.partitions[(pipeline.topic, 0)].committed == N
 
     # replay-dlq over the same listener puts the dead letters back on the source topic.
@@ -172,9 +180,7 @@ def test_oauthbearer_tokens_from_the_token_endpoint_for_the_worker_its_dead_lett
         assert w.stop()[0] == 0
     assert rows == pipeline.expected_rows() and audit.violations == []
     spec = load_pipeline(manifest).spec
-    snapshot = asyncio.run(
-        OffsetReader(timeout=10).read(spec.source, pipeline.group_id, read_side(credentials, "source"))
-    )
+    snapshot = read_lag(spec.source, pipeline.group_id, read_side(credentials, "source"))
     assert total_lag(snapshot, "earliest") == 0 and snapshot.partitions[(pipeline.topic, 0)].committed == N
 
 
