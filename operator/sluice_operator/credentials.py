@@ -15,11 +15,12 @@ from typing import Final
 from sluice_worker.credentials import SecretItem, Side, secret_items
 from sluice_worker.model import PipelineSpec
 
-from .api import Obj, Resource
+from .api import Obj, Resource, secret_name
 from .kube import ApiError, Kube
 
 SECRETS: Final = Resource("v1", "secrets")
 REASON: Final = "CredentialsMissing"  # the Ready condition's reason while a Secret or key cannot be read
+BROKERS_OVERRIDE: Final = "SLUICE_KAFKA_BOOTSTRAP_SERVERS"  # the workers' WorkerSettings.kafka_bootstrap_servers
 
 
 class CredentialsProblem(Exception):
@@ -76,3 +77,22 @@ def resolve(
         f"{name}/{obj['metadata'].get('uid')}/{obj['metadata'].get('resourceVersion')}" for name, obj in secrets.items()
     )
     return Credentials(values, hashlib.sha256("\n".join(stamps).encode()).hexdigest()[:16])
+
+
+def brokers_override(kube: Kube, namespace: str, pipeline: str) -> str | None:
+    """SLUICE_KAFKA_BOOTSTRAP_SERVERS of the pipeline's optional Secret `<pipeline>-credentials`, which the workers
+    get as environment and which overrides spec.source.bootstrapServers for them; None without one (no Secret, no
+    such key, not text, or a role that may not read it). Raises ApiError on other API failures."""
+    try:
+        found = kube.get(SECRETS, namespace, secret_name(pipeline))
+    except ApiError as error:
+        if error.status == 403:
+            return None
+        raise
+    encoded = ((found or {}).get("data") or {}).get(BROKERS_OVERRIDE)
+    if not encoded:
+        return None
+    try:
+        return base64.b64decode(encoded, validate=True).decode().strip() or None
+    except (binascii.Error, UnicodeDecodeError):
+        return None

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sluice_worker.model import DataPipeline, PipelineError
+from sluice_worker.model import DataPipeline, PipelineError, SourceSpec
 
 from . import credentials, status
-from .api import PIPELINES, Obj, rfc3339, validated
+from .api import PIPELINES, Obj, rfc3339, secret_name, validated
 from .autoscaling import Decision, History, decide, recommend, scale_up_blocker
 from .builders import workers
 from .children import PipelineCache
@@ -32,6 +32,7 @@ class Memory:
     history: History | None = None  # recommendations within the stabilization window
     sample: Snapshot | None = None  # the previous snapshot, for the throughput
     told: str | None = None  # the lasting state last told by an event (frozen, deferred, lag unknown)
+    brokers: str | None = None  # the workers' SLUICE_KAFKA_BOOTSTRAP_SERVERS, once the spec's address gave no answer
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,35 @@ class Scaler:
         memory = self._remember((meta["namespace"], meta["name"]))
         try:
             login = await asyncio.to_thread(self._source_credentials, pipeline)
-            snapshot = await self.reader.read(pipeline.spec.source, pipeline.group_id, login)
+            snapshot = await self._read(pipeline, memory, login)
         except LagUnavailable as error:
             return await asyncio.to_thread(self._unavailable, body, pipeline, memory, error)
         return await asyncio.to_thread(self._observed, body, pipeline, memory, snapshot)
+
+    async def _read(self, pipeline: DataPipeline, memory: Memory, login: Mapping[str, str]) -> Snapshot:
+        """The offsets where the workers read: at spec.source.bootstrapServers, or at the brokers the workers' Secret
+        overrides it with. That Secret is read only once the spec's address gave no answer (an address that only
+        the workers' network reaches, say) and then at each check, so that a pipeline without it costs no GET."""
+        source, namespace, name = pipeline.spec.source, pipeline.metadata.namespace, pipeline.metadata.name
+        if memory.brokers is None:
+            try:
+                return await self.reader.read(source, pipeline.group_id, login)
+            except LagUnavailable as error:
+                if error.answered:
+                    raise
+                memory.brokers = await asyncio.to_thread(self._brokers_override, namespace, name, source)
+                if memory.brokers is None:
+                    raise
+        else:
+            memory.brokers = await asyncio.to_thread(self._brokers_override, namespace, name, source)
+            if memory.brokers is None:  # the Secret or its key is gone: the spec's address again
+                return await self.reader.read(source, pipeline.group_id, login)
+        overridden = source.model_copy(update={"bootstrap_servers": memory.brokers})
+        return await self.reader.read(overridden, pipeline.group_id, login)
+
+    def _brokers_override(self, namespace: str, name: str, source: SourceSpec) -> str | None:
+        found = credentials.brokers_override(self.kube, namespace, name)
+        return None if found == source.bootstrap_servers else found
 
     def _source_credentials(self, pipeline: DataPipeline) -> Mapping[str, str]:
         """The values of spec.source's tls and auth Secrets, read as the workers get them. Raises LagUnavailable."""
@@ -125,11 +151,15 @@ class Scaler:
             gauge.labels(namespace, name).set(float("nan"))
         memory.sample = None
         self._write_status(body, {"lag": None, "partitions": None, "throughput": None})
-        message = (
-            f"Cannot read the lag of consumer group {pipeline.group_id} from spec.source.bootstrapServers "
-            f"{pipeline.spec.source.bootstrap_servers} (the operator connects there itself: an address set only "
-            f"in the workers' Secret does not reach it): {error}"
-        )
+        secret = secret_name(name)
+        if memory.brokers is None:
+            where = (
+                f"spec.source.bootstrapServers {pipeline.spec.source.bootstrap_servers} (the operator connects there "
+                f"itself; when no broker answers, also to {credentials.BROKERS_OVERRIDE} of Secret {secret} if set)"
+            )
+        else:
+            where = f"{credentials.BROKERS_OVERRIDE} {memory.brokers} of Secret {secret} (the workers' brokers)"
+        message = f"Cannot read the lag of consumer group {pipeline.group_id} from {where}: {error}"
         if pipeline.spec.autoscaling.enabled:
             message += "; autoscaling keeps the workers as they are"
         logger.warning("%s/%s: %s", namespace, name, message)

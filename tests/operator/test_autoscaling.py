@@ -249,7 +249,7 @@ def test_a_lag_the_operator_cannot_read_is_told_once_and_leaves_the_workers(
     operator: Operator, kubectl: Kubectl, admin: Kube, namespace: str, topic: Topic
 ) -> None:
     """Brokers the operator cannot reach (here: a port nothing listens on; in a cluster, e.g. an address only
-    the workers' Secret overrides): one LagUnknown Warning naming the address, no LAG, the workers as they are."""
+    the workers' network reaches, with no brokers in their Secret): one LagUnknown Warning naming the address, no LAG, the workers as they are."""
     with socket.socket() as probe:  # a free loopback port, closed again: connections to it are refused
         probe.bind(("127.0.0.1", 0))
         nowhere = f"127.0.0.1:{probe.getsockname()[1]}"
@@ -267,6 +267,48 @@ def test_a_lag_the_operator_cannot_read_is_told_once_and_leaves_the_workers(
     start, end = header.index("LAG"), header.index("TOPICS")  # the columns are aligned: read the LAG cell
     assert row[start:end].strip() == "", row
     assert workers(admin, namespace) == 3
+
+
+def test_the_brokers_of_the_workers_secret_are_where_the_lag_is_read_when_the_specs_address_does_not_answer(
+    operator: Operator, kubectl: Kubectl, admin: Kube, namespace: str, topic: Topic
+) -> None:
+    """The field report's case: spec.source.bootstrapServers is an address only the workers reach (the sample's
+    127.0.0.1:9092, the operator pod's own loopback) and SLUICE_KAFKA_BOOTSTRAP_SERVERS in the workers' Secret
+    `<pipeline>-credentials` says where the brokers are. The operator reads the lag there, as the workers do."""
+    with socket.socket() as probe:  # free loopback ports, closed again: connections to them are refused
+        probe.bind(("127.0.0.1", 0))
+        loopback_only = f"127.0.0.1:{probe.getsockname()[1]}"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        moved_away = f"127.0.0.1:{probe.getsockname()[1]}"
+    override = "SLUICE_KAFKA_BOOTSTRAP_SERVERS"
+
+    def workers_secret(brokers: str) -> dict[str, Any]:
+        metadata = {"name": f"{NAME}-credentials", "namespace": namespace}
+        return {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "stringData": {override: brokers}}
+
+    kubectl.apply(workers_secret(topic.bootstrap_servers))
+    manifest = autoscaled(namespace, topic)
+    manifest["spec"]["source"]["bootstrapServers"] = loopback_only
+    topic.produce(300)
+    kubectl.apply(manifest)
+    wait_for(lambda: status(admin, namespace).get("lag") == 300, what="status.lag 300 from the Secret's brokers")
+    wait_for(lambda: workers(admin, namespace) == 3, what="3 workers")
+    assert printed(kubectl, namespace)["LAG"] == "300"
+    # Never blamed on the spec's address (a first read of a new group may meet "Coordinator load in progress").
+    from_the_secret = f"from {override} {topic.bootstrap_servers} of Secret {NAME}-credentials"
+    assert all(from_the_secret in told for told in messages(admin, namespace, "LagUnknown"))
+
+    # The Secret now names brokers nobody answers at: the event names them and where they came from.
+    kubectl.apply(workers_secret(moved_away))
+    moved = f"from {override} {moved_away} of Secret {NAME}-credentials"
+    told = wait_for(
+        lambda: [m for m in messages(admin, namespace, "LagUnknown") if moved in m],
+        timeout=60,
+        what="a LagUnknown event naming the Secret's new brokers",
+    )
+    assert len(told) == 1 and "autoscaling keeps the workers as they are" in told[0], told
+    wait_for(lambda: status(admin, namespace).get("lag") is None, what="no lag while the brokers do not answer")
 
 
 def test_a_secured_clusters_lag_is_read_with_the_pipelines_secrets_and_scales_the_workers(
