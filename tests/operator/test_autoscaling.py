@@ -249,7 +249,8 @@ def test_a_lag_the_operator_cannot_read_is_told_once_and_leaves_the_workers(
     operator: Operator, kubectl: Kubectl, admin: Kube, namespace: str, topic: Topic
 ) -> None:
     """Brokers the operator cannot reach (here: a port nothing listens on; in a cluster, e.g. an address only
-    the workers' network reaches, with no brokers in their Secret): one LagUnknown Warning naming the address, no LAG, the workers as they are."""
+    the workers' network reaches, with no brokers in their Secret): one LagUnknown Warning naming the address,
+    no LAG, the workers as they are."""
     with socket.socket() as probe:  # a free loopback port, closed again: connections to it are refused
         probe.bind(("127.0.0.1", 0))
         nowhere = f"127.0.0.1:{probe.getsockname()[1]}"
