@@ -108,11 +108,11 @@ class _Child:
         self._outbox.put(None)
         self._connection.close()
         death = f"the lag reader process (pid {self.pid}) {_death(returncode)}"
+        if not self.stopping:  # told (logged, counted) before the reads it held fail
+            self._on_death(death, len(waiting))
         for loop, future in waiting:
             error = LagUnavailable(f"{death} before it answered; the next read starts another", answered=False)
             loop.call_soon_threadsafe(_fail, future, error)
-        if not self.stopping:
-            self._on_death(death, len(waiting))
 
     def _settle(self, reply: Answer) -> None:
         ident, snapshot, problem = reply
@@ -126,7 +126,10 @@ class _Child:
             loop.call_soon_threadsafe(_succeed, future, snapshot)
 
     def kill(self) -> None:
-        """Kills a stuck process without waiting: _collect sees it go and fails what waits."""
+        """Kills a stuck process without waiting: the next read starts another at once (not in the moment before
+        _collect sees this one go and fails what waits)."""
+        with self._guard:
+            self.dead = True
         with contextlib.suppress(ProcessLookupError):
             self.process.kill()
 
