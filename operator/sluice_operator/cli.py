@@ -67,12 +67,11 @@ async def check_lag(handlers: Handlers, scaler: Scaler, interval: float, stop: a
     running: dict[tuple[str, str], asyncio.Task[None]] = {}
     try:
         while not stop.is_set():
-            found = {(obj["metadata"]["namespace"], obj["metadata"]["name"]): obj for obj in handlers.watched()}
+            found = set(handlers.watched())  # keys only: a check unpacks its own pipeline when it runs
             scaler.retain(found)
             running = {key: task for key, task in running.items() if not task.done()}
-            for key, obj in found.items():
-                if key not in running:
-                    running[key] = asyncio.create_task(handlers.check_lag(obj))
+            for key in found - running.keys():
+                running[key] = asyncio.create_task(handlers.check_lag(key))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
     finally:

@@ -24,6 +24,7 @@ from .api import (
     deployment_name,
     owning_pipeline,
 )
+from .children import Key
 from .kube import ApiError, Event
 from .reconcile import Observed, Outcome, Reconciler
 from .scaler import Scaler
@@ -138,13 +139,17 @@ class Handlers:
         kopf.on.event("v1", "configmaps", labels=children, registry=registry)(self.on_child)
         kopf.on.event("v1", "pods", labels={PIPELINE_LABEL: kopf.PRESENT}, registry=registry)(self.on_worker_pod)
 
-    def watched(self) -> list[Obj]:
-        """Every DataPipeline as its watch last showed it."""
-        return self.reconciler.pipelines.bodies()
+    def watched(self) -> list[Key]:
+        """Every DataPipeline its watch has shown, by (namespace, name)."""
+        return self.reconciler.pipelines.keys()
 
-    async def check_lag(self, body: Obj) -> None:
-        """One lag check of a pipeline (its status, metrics and autoscaling), then its events."""
+    async def check_lag(self, key: Key) -> None:
+        """One lag check of a pipeline as its watch last showed it (its status, metrics and autoscaling), then its
+        events. The body is unpacked here, for this check only."""
         assert self.scaler is not None
+        body = self.reconciler.pipelines.get(key)
+        if body is None:
+            return  # deleted since the turn began
         meta = body["metadata"]
         try:
             checked = await self.scaler.check(body)

@@ -100,4 +100,4 @@ def test_what_the_pipeline_cache_hands_out_is_a_copy() -> None:
     assert first is not None
     first["spec"]["replicas"] = 7
     again = cache.get(("ns", "p"))
-    assert again is not None and again["spec"] == {"replicas": 2} and cache.bodies()[0]["spec"] == {"replicas": 2}
+    assert again is not None and again["spec"] == {"replicas": 2} and cache.keys() == [("ns", "p")]

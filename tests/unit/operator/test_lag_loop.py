@@ -15,10 +15,10 @@ class SlowChecks:
     def __init__(self, seconds: float) -> None:
         self.seconds, self.running, self.most, self.started = seconds, 0, 0, 0
 
-    def watched(self) -> list[dict[str, Any]]:
-        return [{"metadata": {"namespace": "ns", "name": "p"}}]
+    def watched(self) -> list[tuple[str, str]]:
+        return [("ns", "p")]
 
-    async def check_lag(self, body: dict[str, Any]) -> None:
+    async def check_lag(self, key: tuple[str, str]) -> None:
         self.started += 1
         self.running += 1
         self.most = max(self.most, self.running)
