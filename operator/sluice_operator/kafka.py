@@ -160,8 +160,8 @@ class LagReader:
 
     Why a process: librdkafka 2.16 can abort the whole process (an assertion, SIGABRT) when brokers stall while
     many admin requests are in flight (librdkafka issue #4605; reproduced here with 2,000 reads and a broker
-    stopped for 12 s). Out there, that costs the reads in flight - they fail as LagUnavailable(answered=False),
-    the pipelines' status says the lag is unknown - and the next turn reads again.
+    stopped for 12 s). In a child, that costs only the reads in flight - they fail as
+    LagUnavailable(answered=False), the pipelines' status says the lag is unknown - and the next read starts another.
     """
 
     def __init__(
