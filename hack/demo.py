@@ -91,7 +91,12 @@ def run_operator(stack: Stack) -> str:
     """Installs the CRD, runs sluice-operator, applies the example; returns `kubectl get` of what it made."""
     env = {**os.environ, **stack.env()}
     kubectl(env, "apply", "--server-side", "--force-conflicts", "-f", str(REPO_DIR / "crds"))
-    kubectl(env, "wait", "--for=condition=Established", "--timeout=60s", "crd/datapipelines.sluice.dev")
+    established = '{.status.conditions[?(@.type=="Established")].status}'
+    deadline = time.monotonic() + 60  # not `kubectl wait`: it fails at once on a CRD whose status has no conditions yet
+    while kubectl(env, "get", "crd/datapipelines.sluice.dev", "-o", f"jsonpath={established}") != "True":
+        if time.monotonic() > deadline:
+            raise SystemExit("the DataPipeline CRD was not established within 60 s")
+        time.sleep(0.5)
     log = REPO_DIR / ".stack" / "logs" / "demo-operator.log"
     operator_env = {
         **env,

@@ -38,7 +38,14 @@ def admin(kube: Any) -> Kube:
 @pytest.fixture(scope="session")
 def crd(kubectl: Kubectl) -> None:
     kubectl.run("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-    kubectl.run("wait", "--for=condition=Established", "--timeout=60s", "crd/datapipelines.sluice.dev")
+    # Not `kubectl wait --for=condition=Established`: it fails at once ("accessor error") on a CRD so new that its
+    # status has no conditions yet.
+    established = '{.status.conditions[?(@.type=="Established")].status}'
+    wait_for(
+        lambda: kubectl.run("get", "crd/datapipelines.sluice.dev", "-o", f"jsonpath={established}").stdout == "True",
+        60,
+        "the DataPipeline CRD to be established",
+    )
 
 
 @pytest.fixture(scope="session")
