@@ -37,18 +37,31 @@ class Packed:
 @dataclass(frozen=True, slots=True)
 class Seen:
     """A child as last seen (None when it is known not to exist), trimmed to what the reconciler reads and packed,
-    and whether it then held every field of the manifest the operator last applied to it."""
+    and whether it then held every field of the manifest the operator last applied to it; `version`, its
+    resourceVersion (of a deletion: the deletion's), orders what the watches and the operator's applies saw."""
 
     packed: Packed | None
     holds_applied: bool
+    version: int | None = None
 
     @classmethod
-    def of(cls, obj: Mapping[str, Any] | None, holds_applied: bool) -> Seen:
-        return cls(Packed.of(trimmed(obj)) if obj is not None else None, holds_applied)
+    def of(cls, obj: Mapping[str, Any] | None, holds_applied: bool, version: int | None = None) -> Seen:
+        if obj is None:
+            return cls(None, holds_applied, version)
+        return cls(Packed.of(trimmed(obj)), holds_applied, resource_version(obj))
 
     @property
     def obj(self) -> Obj | None:
         return self.packed.unpacked() if self.packed is not None else None
+
+
+def resource_version(obj: Mapping[str, Any]) -> int | None:
+    """The object's resourceVersion as a number (the operator's own applies and the watches' events are compared by
+    it, as client-go's informers do), None when it has none."""
+    try:
+        return int(obj["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def trimmed(obj: Mapping[str, Any]) -> Obj:
@@ -82,7 +95,7 @@ def holds(live: Any, wanted: Any) -> bool:
 
 
 class ChildCache:
-    """Per pipeline and kind, the last Seen child; thread-safe (kopf runs handlers on several threads)."""
+    """Per pipeline and kind, the newest Seen child; thread-safe (the watches' handlers and the reconciles put)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -94,8 +107,13 @@ class ChildCache:
             return self._seen.get(key, {}).get(kind)
 
     def put(self, key: Key, kind: str, seen: Seen) -> None:
+        """Keeps `seen` unless what is known is of a later resourceVersion (a watch event that arrives after the
+        operator's own apply answered with something newer)."""
         with self._lock:
-            self._seen.setdefault(key, {})[kind] = seen
+            kinds = self._seen.setdefault(key, {})
+            known = kinds.get(kind)
+            if known is None or known.version is None or seen.version is None or seen.version >= known.version:
+                kinds[kind] = seen
 
     def forget(self, key: Key) -> None:
         with self._lock:
@@ -108,23 +126,36 @@ class PipelineCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._bodies: dict[Key, tuple[str | None, str | None, Packed]] = {}  # uid, resourceVersion, the pipeline
+        self._shown: dict[Key, tuple[Any, ...]] = {}  # what a reconcile reads of each, bar the status, as last shown
 
     def get(self, key: Key) -> Obj | None:
         with self._lock:
             known = self._bodies.get(key)
         return known[2].unpacked() if known is not None else None
 
-    def put(self, body: Mapping[str, Any]) -> None:
+    def put(self, body: Mapping[str, Any], watched: bool = True) -> bool:
+        """Keeps `body` unless a later version is known. For a body a watch showed (not one the operator's own write
+        returned), True when it needs a reconcile: a pipeline not shown before, or one whose spec (its generation),
+        labels or deletion changed since it last was. A change of its status alone (mostly the operator's own
+        writes) needs none. A write's answer can be newer than the event of a change it already holds: the event
+        still says the change needs a reconcile."""
         meta = body["metadata"]
         key, packed = (meta["namespace"], meta["name"]), Packed.of(trimmed_pipeline(body))
+        labels = tuple(sorted((meta.get("labels") or {}).items()))
+        shown = (meta.get("uid"), meta.get("generation"), meta.get("deletionTimestamp"), labels)
         with self._lock:
             known = self._bodies.get(key)
             if known is None or _newer(meta, uid=known[0], version=known[1]):
                 self._bodies[key] = (meta.get("uid"), meta.get("resourceVersion"), packed)
+            if not watched or self._shown.get(key) == shown:
+                return False
+            self._shown[key] = shown
+            return True
 
     def forget(self, key: Key) -> None:
         with self._lock:
             self._bodies.pop(key, None)
+            self._shown.pop(key, None)
 
     def keys(self) -> list[Key]:
         """Every pipeline known. (Not their bodies: unpacked all at once, 1,500 pipelines were 46 MiB.)"""

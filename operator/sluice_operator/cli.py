@@ -38,21 +38,16 @@ async def pipelines(kube: Kube, namespaces: Sequence[str]) -> list[Obj]:
     return [obj for ns in scopes for obj in await asyncio.to_thread(kube.list, PIPELINES, ns)]
 
 
-async def resync(reconciler: Reconciler, namespaces: Sequence[str], interval: float) -> None:
-    """Reconciles every pipeline every `interval` seconds: a safety net under the watches."""
+async def resync(handlers: Handlers, namespaces: Sequence[str], interval: float) -> None:
+    """Lists every pipeline every `interval` seconds and queues them all: a safety net under the watches."""
     while True:
         await asyncio.sleep(interval)
         try:
-            found = await pipelines(reconciler.kube, namespaces)
+            found = await pipelines(handlers.reconciler.kube, namespaces)
         except ApiError as error:
             logger.warning("resync: cannot list DataPipelines: %s", error)
             continue
-        for obj in found:
-            meta = obj["metadata"]
-            try:
-                await asyncio.to_thread(reconciler.reconcile, meta["namespace"], meta["name"])
-            except ApiError as error:
-                logger.warning("resync of %s/%s failed: %s", meta["namespace"], meta["name"], error)
+        handlers.resync(found)
 
 
 async def check_lag(handlers: Handlers, scaler: Scaler, interval: float, stop: asyncio.Event) -> None:
@@ -109,7 +104,7 @@ async def run(settings: OperatorSettings) -> int:
             await asyncio.to_thread(upgrade_crd, kube)
         reconciler = Reconciler(kube, settings, metrics=metrics)
         scaler = Scaler(kube, reader, metrics, reconciler.pipelines)
-        handlers = Handlers(reconciler, settings.retry_delay_seconds, scaler)
+        handlers = Handlers(reconciler, settings.retry_delay_seconds, scaler, workers=settings.reconcile_workers)
         registry = kopf.OperatorRegistry()
         kopf.on.login(registry=registry)(kopf.login_via_client)
 
@@ -118,10 +113,9 @@ async def run(settings: OperatorSettings) -> int:
 
         kopf.on.cleanup(registry=registry)(raise_stop_flag)
         handlers.register(registry)
+        background.append(asyncio.create_task(handlers.run()))
         if settings.resync_seconds:
-            background.append(
-                asyncio.create_task(resync(reconciler, settings.watch_namespaces, settings.resync_seconds))
-            )
+            background.append(asyncio.create_task(resync(handlers, settings.watch_namespaces, settings.resync_seconds)))
         if settings.lag_interval_seconds:
             lag = check_lag(handlers, scaler, settings.lag_interval_seconds, stop)
             background.append(asyncio.create_task(lag))

@@ -26,7 +26,7 @@ from .api import (
     disruption_budget_name,
     validated,
 )
-from .children import ChildCache, Packed, PipelineCache, Seen, holds
+from .children import ChildCache, Packed, PipelineCache, Seen, holds, resource_version
 from .kube import ApiError, Kube
 from .metrics import OperatorMetrics
 from .settings import OperatorSettings
@@ -46,6 +46,16 @@ class Outcome:
     config_hash: str | None = None
     workers: int | None = None  # the worker pods the Deployment runs; None when the spec is invalid
     status: Obj = field(default_factory=dict)
+    first: bool = False  # no reconcile of this pipeline had been recorded in its status
+    changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # spec field -> (as last handled, as now)
+    new_problem: bool = False  # the problem was not what the status said already, or the spec changed
+
+
+def spec_changes(handled: Mapping[str, Any] | None, spec: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The top-level spec fields that differ from the spec last handled, as (old, new); none when none was."""
+    if handled is None:
+        return {}
+    return {key: (handled.get(key), spec.get(key)) for key in {*handled, *spec} if handled.get(key) != spec.get(key)}
 
 
 @dataclass(frozen=True)
@@ -64,13 +74,6 @@ class Applied:
     version: int | None
 
 
-def _version(obj: Mapping[str, Any]) -> int | None:
-    try:
-        return int(obj["metadata"]["resourceVersion"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 def _conflict(kind: str, live: Obj | None, owner: Owner) -> str | None:
     if live is None:
         return None
@@ -79,6 +82,14 @@ def _conflict(kind: str, live: Obj | None, owner: Owner) -> str | None:
         return None
     held = f"{ref['kind']} {ref['name']} (uid {ref['uid']})" if ref else "nothing"
     return f"{kind} {live['metadata']['name']} already exists and is controlled by {held}, not this DataPipeline"
+
+
+def _handling(body: Obj) -> dict[str, Any]:
+    """Whether a reconcile of this pipeline was recorded before (observedGeneration: also by an operator of before
+    lastHandledSpec), and which spec fields changed since."""
+    recorded = body.get("status") or {}
+    first = "lastHandledSpec" not in recorded and "observedGeneration" not in recorded
+    return {"first": first, "changes": spec_changes(recorded.get("lastHandledSpec"), body.get("spec") or {})}
 
 
 def _summary(status: Mapping[str, Any]) -> str:
@@ -120,8 +131,7 @@ class Reconciler:
         """
         key = (namespace, name)
         with self._lock(key), self.metrics.reconcile_seconds.time():
-            if observed is not None:
-                self.observe(namespace, name, observed)
+            repaired = self.observe(namespace, name, observed) if observed is not None else {}
             try:
                 cached = observed is not None and observed.obj is not None
                 body = shown or (self.pipelines.get(key) if cached else None)
@@ -132,7 +142,7 @@ class Reconciler:
                     if body is None:
                         self.pipelines.forget(key)
                     return Outcome(body=None)
-                outcome = self._reconcile(key, body, observed)
+                outcome = self._reconcile(key, body, repaired)
             except ApiError as error:
                 self.metrics.reconciles.labels("error").inc()
                 if error.status == 404:  # gone since it was shown: the next reconcile reads it
@@ -141,14 +151,19 @@ class Reconciler:
             self.metrics.reconciles.labels("ok" if outcome.problem is None else "invalid").inc()
             return outcome
 
-    def observe(self, namespace: str, name: str, observed: Observed) -> None:
+    def observe(
+        self, namespace: str, name: str, observed: Observed, version: int | None = None
+    ) -> dict[str, list[str]]:
         """Remembers a child as a watch showed it (also the watches' initial listing, which reconciles nothing),
-        and whether it still held every field last applied to it."""
+        and whether it still held every field last applied to it; returns what a hand edit changed in it (see
+        `_drift`). `version`: the resourceVersion of a deletion's event."""
         key = (namespace, name)
         last = self._applied.get(key, {}).get(observed.kind)
         obj = observed.obj
-        holds_applied = obj is not None and last is not None and holds(obj, last.manifest.unpacked())
-        self.children.put(key, observed.kind, Seen.of(obj, holds_applied))
+        manifest = last.manifest.unpacked() if last is not None else None
+        holds_applied = obj is not None and manifest is not None and holds(obj, manifest)
+        self.children.put(key, observed.kind, Seen.of(obj, holds_applied, version))
+        return self._drift(key, observed, manifest)
 
     def _live(self, key: tuple[str, str], kind: str, read: Callable[[], Obj | None]) -> Seen:
         """The child as last seen, else as read now (then judged against the manifest last applied)."""
@@ -167,23 +182,22 @@ class Reconciler:
             return "PodDisruptionBudget" in self._applied[key]
         return deployment is not None
 
-    def _drift(self, key: tuple[str, str], observed: Observed | None) -> dict[str, list[str]]:
-        """What a hand edit changed in the observed child, compared with what was last applied to it.
+    def _drift(self, key: tuple[str, str], observed: Observed, manifest: Obj | None) -> dict[str, list[str]]:
+        """What a hand edit changed in the observed child, compared with `manifest`, what was last applied to it.
 
         Never a false alarm: only a version newer than the operator's last apply that differs from it counts.
         Best effort: an edit that a reconcile for another event has already undone is restored but not told.
         """
-        last = self._applied.get(key, {}).get(observed.kind) if observed else None
-        if observed is None or last is None:
+        last = self._applied.get(key, {}).get(observed.kind)
+        if last is None or manifest is None:
             return {}
-        seen = _version(observed.obj) if observed.obj is not None else None
+        seen = resource_version(observed.obj) if observed.obj is not None else None
         if seen is not None and last.version is not None and seen <= last.version:
             return {}  # the event shows the operator's own apply, or something older
-        manifest = last.manifest.unpacked()
         changes = builders.drift(manifest, observed.obj)
         return {f"{observed.kind} {manifest['metadata']['name']}": changes} if changes else {}
 
-    def _reconcile(self, key: tuple[str, str], body: Obj, observed: Observed | None) -> Outcome:
+    def _reconcile(self, key: tuple[str, str], body: Obj, repaired: dict[str, list[str]]) -> Outcome:
         owner = Owner.of(body)
         seen = {
             "Deployment": self._live(key, "Deployment",
@@ -217,7 +231,6 @@ class Reconciler:
             progress_deadline_seconds=self.settings.progress_deadline_seconds,
             credentials_version=secrets.version,
         )
-        repaired = self._drift(key, observed)
         manifests = children.by_kind()
         packed = {kind: Packed.of(manifest) for kind, manifest in manifests.items()}
         applied: dict[str, Obj] = {}
@@ -243,7 +256,9 @@ class Reconciler:
             self.kube.delete(DISRUPTION_BUDGETS, meta["namespace"], meta["name"], meta["uid"])  # budget unset
         previous = self._applied.get(key, {})
         self._applied[key] = {  # a child left as it was keeps the version of the apply that made it so
-            kind: previous[kind] if kind in unchanged and kind in previous else Applied(packed[kind], _version(obj))
+            kind: previous[kind]
+            if kind in unchanged and kind in previous
+            else Applied(packed[kind], resource_version(obj))
             for kind, obj in applied.items()
         }
 
@@ -262,14 +277,22 @@ class Reconciler:
             config_hash=children.config_hash,
             workers=children.workers,
             status=new_status,
+            **_handling(body),
         )
 
     def _failed(
         self, body: Obj, deployment: Obj | None, problem: tuple[str, str], pipeline: DataPipeline | None = None
     ) -> Outcome:
         """The pipeline cannot be run as specified: say so in the status, leave the running workers alone."""
+        handling = _handling(body)
+        ready = status.condition(body.get("status") or {}, status.READY)
+        told = (
+            (ready.get("reason"), ready.get("message")) == problem and not handling["first"] and not handling["changes"]
+        )
         new_status = self._write_status(body, status.failed(*problem), deployment, None)
-        return Outcome(body=body, pipeline=pipeline, problem=problem, status=new_status)
+        return Outcome(
+            body=body, pipeline=pipeline, problem=problem, status=new_status, new_problem=not told, **handling
+        )
 
     def _write_status(
         self, body: Obj, assessment: status.Assessment, deployment: Obj | None, config_hash: str | None
@@ -284,11 +307,12 @@ class Reconciler:
             config_hash=config_hash,
             previous=previous,
             now=self.clock(),
+            handled_spec=body.get("spec") or {},
         )
         if new_status != previous:
-            patch = status.merge_patch(previous, new_status, status.RECONCILE_KEYS)
+            patch = status.merge_patch(previous, new_status, status.RECONCILE_KEYS)  # also removes spec keys unset
             written = self.kube.merge_patch(PIPELINES, meta["namespace"], meta["name"], {"status": patch}, "status")
-            self.pipelines.put(written)  # a child's event right after must not see the status from before
+            self.pipelines.put(written, watched=False)  # a child's event right after must see this status
             summary = _summary(new_status)
             if summary != _summary(previous):
                 logger.info("%s/%s generation %s: %s", meta["namespace"], meta["name"], meta.get("generation"), summary)

@@ -237,7 +237,7 @@ class Scaler:
             patch = {"status": status.merge_patch(previous, new, status.LAG_KEYS)}
             written = self.kube.merge_patch(PIPELINES, meta["namespace"], meta["name"], patch, "status")
             if self.pipelines is not None:
-                self.pipelines.put(written)
+                self.pipelines.put(written, watched=False)
 
     def _set_replicas(self, body: Obj, seen: int, replicas: int) -> None:
         """spec.replicas := the autoscaler's count, unless spec.replicas changed since it was read (as `seen`).

@@ -78,8 +78,14 @@ class OperatorSettings(BaseSettings):
     objects_in_flight: int = Field(
         default=30,
         ge=1,
-        description="Objects of each kind (DataPipelines, Deployments, ...) handled at once; the others wait their "
-        "turn with their events queued. Bounds the operator's memory when thousands of pipelines change at once.",
+        description="Objects of each kind (DataPipelines, Deployments, ...) whose watch events are handled at once "
+        "(remembered, their pipeline queued); the others' events wait their turn.",
+    )
+    reconcile_workers: int = Field(
+        default=8,
+        ge=1,
+        description="Pipelines reconciled at once, each by a thread; the others wait in the queue, each once however "
+        "many events it had.",
     )
     kafka_timeout_seconds: float = Field(default=10.0, gt=0, description="Timeout of each Kafka admin request.")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
@@ -126,23 +132,18 @@ def help_text() -> str:
 
 
 def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
-    """kopf's settings: bounded watches, progress kept in annotations (the status schema is ours), no finalizers."""
+    """kopf's settings: bounded watches and workers, no finalizers, no annotations."""
     configured = kopf.OperatorSettings()
     configured.watching.server_timeout = settings.watch_server_timeout_seconds
     configured.watching.client_timeout = settings.watch_server_timeout_seconds + 30
     configured.watching.connect_timeout = 30
     configured.networking.request_timeout = settings.api_timeout_seconds
-    configured.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="sluice.dev")
-    configured.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="sluice.dev", key="last-handled-configuration"
-    )
     configured.posting.enabled = False  # the reconciler posts its own events
     configured.scanning.disabled = True  # no CRD or namespace watching: fewer permissions
-    configured.execution.max_workers = 8
-    # kopf starts a worker per object with events, unbounded by default: applying 1,000 pipelines had all of them
-    # mid-processing at once (bodies, diffs, patches): peak RSS 290-306 MiB; with 30 at a time, 203-235 MiB and no
-    # slower (docs/benchmarks.md). A worker keeps its slot until idle for idle_timeout (kopf's default: 5 s, which
-    # would let the slots, not the API server, pace a storm).
+    # Only event handlers, which keep nothing in the objects: no progress or diff-base annotations to write.
+    # kopf starts a worker per object with events, unbounded by default; bounded, the events of a storm wait in its
+    # queues (docs/benchmarks.md). A worker keeps its slot until idle for idle_timeout (kopf's default: 5 s, which
+    # would let the slots pace a storm).
     configured.queueing.worker_limit = settings.objects_in_flight
     configured.queueing.idle_timeout = 0.25
     managed = f"{MANAGED_BY}={FIELD_MANAGER}"

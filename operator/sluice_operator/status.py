@@ -51,6 +51,12 @@ class PipelineStatus(StatusModel):
     )
     selector: str | None = Field(default=None, description="Label selector of the workers, for the scale API.")
     config_hash: str | None = Field(default=None, description="Hash of the pipeline config the workers run.")
+    last_handled_spec: dict[str, Any] | None = Field(
+        default=None,
+        description="The spec the operator last reconciled: what a change of the spec is told against, also one "
+        "made while the operator was down.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
     conditions: list[Condition] | None = Field(
         default=None,
         description="Ready, Progressing and Degraded.",
@@ -226,6 +232,7 @@ def build_status(
     config_hash: str | None,
     previous: Mapping[str, Any],
     now: datetime,
+    handled_spec: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The reconciler's part of the status (RECONCILE_KEYS): counts from the Deployment, conditions."""
     counts = (deployment or {}).get("status", {})
@@ -236,6 +243,7 @@ def build_status(
         available_replicas=counts.get("availableReplicas", 0),
         selector=selector,
         config_hash=config_hash if config_hash is not None else previous.get("configHash"),
+        last_handled_spec=dict(handled_spec) if handled_spec is not None else previous.get("lastHandledSpec"),
         conditions=[
             Condition.model_validate(c)
             for c in merge_conditions(previous.get("conditions") or [], assessment, generation, now)
@@ -255,5 +263,16 @@ def owned(status: Mapping[str, Any], keys: frozenset[str]) -> dict[str, Any]:
 
 
 def merge_patch(previous: Mapping[str, Any], new: Mapping[str, Any], keys: frozenset[str]) -> dict[str, Any]:
-    """The merge patch from one writer's part of `previous` to `new`: its keys left out of `new` are removed."""
-    return {key: None for key in owned(previous, keys) if key not in new} | dict(new)
+    """The merge patch from one writer's part of `previous` to `new`: its keys left out of `new` are removed, also
+    inside objects (lastHandledSpec: a spec field unset)."""
+    patch: dict[str, Any] = _removing(owned(previous, keys), new)
+    return patch
+
+
+def _removing(old: Any, new: Any) -> Any:
+    """`new` as a JSON merge patch over `old`: the keys of objects it lacks set to null."""
+    if not isinstance(old, Mapping) or not isinstance(new, Mapping):
+        return new
+    return {key: None for key in old if key not in new} | {
+        key: _removing(old.get(key), value) for key, value in new.items()
+    }

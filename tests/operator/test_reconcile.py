@@ -74,6 +74,9 @@ def test_the_sample_becomes_a_configmap_and_a_deployment(
     assert done["status"]["availableReplicas"] == 1
     assert len(events(admin, namespace, "Created")) == 1
     assert "finalizers" not in done["metadata"]  # the children go by garbage collection
+    # The operator writes nothing into the pipeline's metadata: what it handled is recorded in its status.
+    assert set(done["metadata"].get("annotations") or {}) <= {"kubectl.kubernetes.io/last-applied-configuration"}
+    assert done["status"]["lastHandledSpec"] == done["spec"]
     managers = {(m["manager"], m["operation"]) for m in made["metadata"]["managedFields"]}
     assert ("sluice-operator", "Apply") in managers
 
@@ -246,7 +249,7 @@ def test_a_spec_the_model_refuses_is_reported_once_and_leaves_the_workers(
     assert condition(invalid, "Degraded")["status"] == "True"
     assert config_hash(deployment(admin, namespace) or {}) == running_hash  # the workers keep the last good config
 
-    # No retry storm: the object settles (kopf records the handled spec once), and one event is posted.
+    # No retry storm: the object settles (its status records the spec handled, once), and one event is posted.
     wait_for(lambda: events(admin, namespace, "InvalidSpec"), what="the InvalidSpec event")
     wait_for(lambda: _unchanged_for(admin, namespace, seconds=3), what="three quiet seconds")
     assert len(events(admin, namespace, "InvalidSpec")) == 1

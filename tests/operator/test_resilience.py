@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import uuid
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from operator_harness import (
     sample,
     wait_for,
 )
-from sluice_operator.api import CONFIGMAPS, DEPLOYMENTS, LEASES
+from sluice_operator.api import CONFIGMAPS, DEPLOYMENTS, LEASES, PIPELINES
 from sluice_operator.kube import Kube
 from sluice_operator.leader import LeaderElector
 from sluice_operator.reconcile import Observed, Reconciler
@@ -72,10 +71,10 @@ def test_killed_mid_reconcile_the_operator_converges_after_a_restart(
 
 
 def handled_replicas(admin: Kube, namespace: str) -> int | None:
-    """spec.replicas as kopf last recorded it handled: written once every handler of a change has succeeded."""
-    annotations = pipeline(admin, namespace)["metadata"].get("annotations") or {}
-    handled = annotations.get("sluice.dev/last-handled-configuration")
-    return None if handled is None else json.loads(handled)["spec"].get("replicas")
+    """spec.replicas as the operator last recorded it handled (status.lastHandledSpec, written with the status of
+    the reconcile that handled it)."""
+    handled = pipeline(admin, namespace).get("status", {}).get("lastHandledSpec")
+    return None if handled is None else handled.get("replicas")
 
 
 def test_a_scale_made_while_the_operator_was_down_is_told_once(
@@ -86,7 +85,7 @@ def test_a_scale_made_while_the_operator_was_down_is_told_once(
     restored.stop()
     kubectl.run("scale", "-n", namespace, f"datapipeline/{NAME}", "--replicas=3")
     restored.start()
-    wait_for(lambda: handled_replicas(admin, namespace) == 3, 60, "kopf to record the scale as handled")
+    wait_for(lambda: handled_replicas(admin, namespace) == 3, 60, "the scale to be recorded as handled")
     assert [e["message"] for e in events(admin, namespace, "Scaled")] == ["Scaled from 1 to 3 workers"]
     assert admin.get(DEPLOYMENTS, namespace, NAME)["spec"]["replicas"] == 3  # type: ignore[index]
 
@@ -97,11 +96,13 @@ def test_a_creation_the_operator_died_before_recording_is_still_told(
     restored.stop()
     kubectl.apply(sample(namespace, replicas=2))
     # What an operator killed right after applying the children does: ConfigMap and Deployment exist, while
-    # neither kopf's record of the creation nor the Created event does.
+    # neither the status that records the reconcile nor the Created event does.
     Reconciler(admin, OperatorSettings()).reconcile(namespace, NAME)
+    admin.merge_patch(PIPELINES, namespace, NAME, {"status": None}, "status")
     assert admin.get(DEPLOYMENTS, namespace, NAME) is not None and not events(admin, namespace, "Created")
+    assert "status" not in pipeline(admin, namespace)
     restored.start()
-    wait_for(lambda: handled_replicas(admin, namespace) == 2, 60, "kopf to record the creation as handled")
+    wait_for(lambda: handled_replicas(admin, namespace) == 2, 60, "the creation to be recorded as handled")
     assert [e["message"] for e in events(admin, namespace, "Created")] == [
         f"Created Deployment {NAME} with 2 workers and ConfigMap {NAME}-pipeline"
     ]

@@ -101,3 +101,42 @@ def test_what_the_pipeline_cache_hands_out_is_a_copy() -> None:
     first["spec"]["replicas"] = 7
     again = cache.get(("ns", "p"))
     assert again is not None and again["spec"] == {"replicas": 2} and cache.keys() == [("ns", "p")]
+
+
+def test_a_pipeline_needs_a_reconcile_when_shown_new_or_with_another_spec_labels_or_deletion() -> None:
+    cache = PipelineCache()
+    body = pipeline_body("10")
+    assert cache.put({**body, "metadata": {**body["metadata"], "generation": 1}})  # type: ignore[dict-item]
+
+    def shown(version: str, **meta: object) -> dict[str, object]:
+        return {**body, "metadata": {**body["metadata"], "resourceVersion": version, "generation": 1, **meta}}  # type: ignore[dict-item]
+
+    assert not cache.put(shown("11"))  # its status changed: nothing a reconcile reads
+    assert cache.put(shown("12", generation=2))  # its spec changed
+    assert cache.put(shown("13", generation=2, labels={"team": "a"}))
+    assert cache.put(shown("14", generation=2, labels={"team": "a"}, deletionTimestamp="2026-12-03T00:00:00Z"))
+    cache.forget(("ns", "p"))
+    assert cache.put(shown("15"))  # shown again after it went: a reconcile
+
+
+def test_a_change_is_reconciled_even_when_the_operators_own_write_showed_it_first() -> None:
+    cache = PipelineCache()
+    meta = {**pipeline_body("10")["metadata"], "generation": 1}  # type: ignore[dict-item]
+    assert cache.put({**pipeline_body("10"), "metadata": meta})
+    # A status write answered with generation 2 (changed by someone meanwhile) before the watch showed it.
+    assert not cache.put({**pipeline_body("12"), "metadata": {**meta, "resourceVersion": "12", "generation": 2}},
+                         watched=False)  # fmt: skip
+    assert cache.put({**pipeline_body("11"), "metadata": {**meta, "resourceVersion": "11", "generation": 2}})
+    assert cache.get(("ns", "p"))["metadata"]["resourceVersion"] == "12"  # type: ignore[index]  # the newest kept
+
+
+def test_a_child_seen_is_not_replaced_by_an_older_version() -> None:
+    cache = ChildCache()
+    deployment = {"kind": "Deployment", "metadata": {"name": "p", "resourceVersion": "20"}, "spec": {"replicas": 2}}
+    cache.put(("ns", "p"), "Deployment", Seen.of(deployment, True))  # the operator's apply answered 20
+    late = {**deployment, "metadata": {"name": "p", "resourceVersion": "19"}, "spec": {"replicas": 1}}
+    cache.put(("ns", "p"), "Deployment", Seen.of(late, False))  # an event of before the apply, late
+    kept = cache.get(("ns", "p"), "Deployment")
+    assert kept is not None and kept.holds_applied and kept.obj["spec"] == {"replicas": 2}  # type: ignore[index]
+    cache.put(("ns", "p"), "Deployment", Seen.of(None, False, version=21))  # deleted after
+    assert cache.get(("ns", "p"), "Deployment") == Seen(None, False, 21)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 
-import kopf
 import pytest
 from pydantic import ValidationError
 from sluice_operator.cli import main
@@ -56,13 +55,11 @@ def test_invalid_settings_are_refused(monkeypatch: pytest.MonkeyPatch, name: str
         OperatorSettings()
 
 
-def test_kopf_watches_are_bounded_and_progress_lives_in_annotations() -> None:
+def test_kopf_watches_are_bounded() -> None:
     configured = kopf_settings(OperatorSettings(watch_server_timeout_seconds=100))
     assert configured.watching.server_timeout == 100
     assert configured.watching.client_timeout is not None and configured.watching.client_timeout > 100
     assert configured.watching.connect_timeout
-    assert isinstance(configured.persistence.progress_storage, kopf.AnnotationsProgressStorage)
-    assert isinstance(configured.persistence.diffbase_storage, kopf.AnnotationsDiffBaseStorage)
     assert configured.scanning.disabled and not configured.posting.enabled
     selectors = dict(configured.watching.label_selectors.items())
     assert set(selectors.values()) == {"app.kubernetes.io/managed-by=sluice-operator"}

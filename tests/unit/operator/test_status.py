@@ -166,3 +166,12 @@ def test_the_reconciler_and_the_lag_checks_each_write_only_their_own_keys() -> N
     # A key of the writer's that the new document leaves out is removed; the other writer's are left alone.
     assert merge_patch(live, {"lag": 0}, LAG_KEYS) == {"desiredReplicas": None, "lag": 0}
     assert merge_patch(live, {"replicas": 3}, RECONCILE_KEYS) == {"selector": None, "replicas": 3}
+
+
+def test_a_spec_field_unset_is_removed_from_the_spec_last_handled() -> None:
+    live = {"observedGeneration": 1, "lastHandledSpec": {"replicas": 2, "disruptionBudget": {"maxUnavailable": 1}}}
+    new = {"observedGeneration": 2, "lastHandledSpec": {"replicas": 2}}
+    assert merge_patch(live, new, RECONCILE_KEYS) == {
+        "observedGeneration": 2,
+        "lastHandledSpec": {"replicas": 2, "disruptionBudget": None},  # a merge patch of {"replicas": 2} keeps it
+    }
