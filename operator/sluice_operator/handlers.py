@@ -158,6 +158,9 @@ class Handlers:
             notes = self._notes.pop(key, Notes())
             try:
                 retry = await loop.run_in_executor(self._pool, self.handle, key, notes)
+            except Exception:  # a bug, not the API server: say so, and let the pipeline wait before it tries again
+                logger.exception("reconcile of %s/%s failed", *key)
+                retry = MAX_RETRY_SECONDS
             finally:
                 self.queue.done(key)
             if retry is not None:
