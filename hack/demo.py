@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from sluice_stack import Stack
 from sluice_stack.config import REPO_DIR
 from sluice_stack.kafka import CLIENT_LOG, log_clients_to
+from sluice_stack.kube import install_crd
 
 EXAMPLE = REPO_DIR / "examples" / "gophers-r-us.yaml"
 ITEMS = [
@@ -90,13 +91,7 @@ def kubectl(env: dict[str, str], *args: str) -> str:
 def run_operator(stack: Stack) -> str:
     """Installs the CRD, runs sluice-operator, applies the example; returns `kubectl get` of what it made."""
     env = {**os.environ, **stack.env()}
-    kubectl(env, "apply", "--server-side", "--force-conflicts", "-f", str(REPO_DIR / "crds"))
-    established = '{.status.conditions[?(@.type=="Established")].status}'
-    deadline = time.monotonic() + 60  # not `kubectl wait`: it fails at once on a CRD whose status has no conditions yet
-    while kubectl(env, "get", "crd/datapipelines.sluice.dev", "-o", f"jsonpath={established}") != "True":
-        if time.monotonic() > deadline:
-            raise SystemExit("the DataPipeline CRD was not established within 60 s")
-        time.sleep(0.5)
+    install_crd(env, REPO_DIR / "crds")
     log = REPO_DIR / ".stack" / "logs" / "demo-operator.log"
     operator_env = {
         **env,

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config
+from sluice_stack.kube import install_crd
 from sluice_stack.process import free_port
 
 from ..measure import BenchError, peak_rss_bytes, process_cpu_seconds
@@ -280,14 +281,7 @@ def run(
     """Applies the CRD, starts the operator, measures each size, stops the operator and deletes the namespaces.
     `control_plane`: the pids of kube-apiserver, etcd and the controllers, charged with their CPU of each size."""
     env = {**os.environ, **kube_env}
-    subprocess.run(
-        ["kubectl", "apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE)],
-        env=env, check=True, capture_output=True,
-    )  # fmt: skip
-    subprocess.run(
-        ["kubectl", "wait", "--for=condition=Established", "--timeout=60s", "crd/datapipelines.sluice.dev"],
-        env=env, check=True, capture_output=True,
-    )  # fmt: skip
+    install_crd(env, CRD_FILE)
     cluster = _Cluster(kube_env["KUBECONFIG"])
     pipeline = Pipeline.example()
     port = free_port()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import ssl
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -274,3 +275,24 @@ def create_fake_node(kubeconfig: str) -> None:
         check=True,
         capture_output=True,
     )
+
+
+def install_crd(env: dict[str, str], path: Path, name: str = "datapipelines.sluice.dev", timeout: float = 60) -> None:
+    """Server-side applies the CRD(s) at `path` (a file or a directory) and waits until `name` is Established.
+
+    Not `kubectl wait --for=condition=Established`: on a CRD so new that its status has no conditions yet, kubectl
+    1.34 fails at once ("accessor error: <nil> is of the type <nil>").
+    """
+    kubectl = [str(bin_dir() / "kubectl")]
+    subprocess.run([*kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(path)], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    established = '{.status.conditions[?(@.type=="Established")].status}'
+    deadline = time.monotonic() + timeout
+    while True:
+        done = subprocess.run([*kubectl, "get", f"crd/{name}", "-o", f"jsonpath={established}"], env=env,
+                              capture_output=True, text=True)  # fmt: skip
+        if done.returncode == 0 and done.stdout == "True":
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the CRD {name} was not established within {timeout:.0f} s: {done.stderr.strip()}")
+        time.sleep(0.2)

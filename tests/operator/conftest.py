@@ -22,6 +22,7 @@ from operator_harness import (
     wait_for,
 )
 from sluice_operator.kube import Kube
+from sluice_stack.kube import install_crd
 
 
 @pytest.fixture(scope="session")
@@ -37,15 +38,7 @@ def admin(kube: Any) -> Kube:
 
 @pytest.fixture(scope="session")
 def crd(kubectl: Kubectl) -> None:
-    kubectl.run("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-    # Not `kubectl wait --for=condition=Established`: it fails at once ("accessor error") on a CRD so new that its
-    # status has no conditions yet.
-    established = '{.status.conditions[?(@.type=="Established")].status}'
-    wait_for(
-        lambda: kubectl.run("get", "crd/datapipelines.sluice.dev", "-o", f"jsonpath={established}").stdout == "True",
-        60,
-        "the DataPipeline CRD to be established",
-    )
+    install_crd(kubectl.env, CRD_FILE)
 
 
 @pytest.fixture(scope="session")
