@@ -8,13 +8,15 @@ import contextlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Final
 
 import kopf
 from kubernetes.config import ConfigException
 from pydantic import ValidationError
 from sluice_worker.logs import configure_logging
 
-from .api import CRD_NAME, FIELD_MANAGER, PIPELINES, Obj
+from .api import CRD_NAME, FIELD_MANAGER, PIPELINES
+from .children import Key
 from .crd import build_crd
 from .handlers import Handlers
 from .kafka import LagReader
@@ -32,22 +34,29 @@ ConfigMap and a Deployment of workers. Install the CRD (crds/) and the RBAC (dep
 Settings come from the environment; Kubernetes credentials from the pod's service account or $KUBECONFIG."""
 
 
-async def pipelines(kube: Kube, namespaces: Sequence[str]) -> list[Obj]:
-    """Every DataPipeline in the watched namespaces (all when none are named). Raises ApiError."""
-    scopes: list[str | None] = [*namespaces] or [None]
-    return [obj for ns in scopes for obj in await asyncio.to_thread(kube.list, PIPELINES, ns)]
+RESYNC_PAGE: Final = 500  # DataPipelines per request of the resync's listing
 
 
-async def resync(handlers: Handlers, namespaces: Sequence[str], interval: float) -> None:
-    """Lists every pipeline every `interval` seconds and queues them all: a safety net under the watches."""
+async def resync(handlers: Handlers, namespaces: Sequence[str], interval: float, page: int = RESYNC_PAGE) -> None:
+    """Lists every pipeline every `interval` seconds, a page at a time, and queues them all: a safety net under the
+    watches. (Listed whole, 3,000 pipelines raised the operator's RSS from 270 to 440 MiB at each resync.)"""
+    kube = handlers.reconciler.kube
     while True:
         await asyncio.sleep(interval)
+        listed: set[Key] = set()
+        scopes: list[str | None] = [*namespaces] or [None]  # all namespaces when none are named
         try:
-            found = await pipelines(handlers.reconciler.kube, namespaces)
+            for namespace in scopes:
+                after: str | None = None
+                while True:
+                    found, after = await asyncio.to_thread(kube.list_page, PIPELINES, namespace, page, after)
+                    listed |= handlers.resync(found)
+                    if after is None:
+                        break
         except ApiError as error:
             logger.warning("resync: cannot list DataPipelines: %s", error)
             continue
-        handlers.resync(found)
+        handlers.read_unlisted(listed)
 
 
 async def check_lag(handlers: Handlers, scaler: Scaler, interval: float, stop: asyncio.Event) -> None:

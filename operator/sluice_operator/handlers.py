@@ -256,15 +256,19 @@ class Handlers:
             self._failures[uid] = wrong
         self.queue.add((body.metadata.namespace or "", pipeline))
 
-    def resync(self, found: Iterable[Obj]) -> None:
-        """Every DataPipeline a listing found is remembered and reconciled (a safety net under the watches); one
-        remembered that the listing did not find is read again (its deletion's event was missed)."""
+    def resync(self, found: Iterable[Obj]) -> set[Key]:
+        """Every DataPipeline of a page of a listing is remembered and queued (a safety net under the watches);
+        returns their keys."""
         listed = set()
         for body in found:
             key = (body["metadata"]["namespace"], body["metadata"]["name"])
             listed.add(key)
             self.reconciler.pipelines.put(body)
             self.queue.add(key)
+        return listed
+
+    def read_unlisted(self, listed: set[Key]) -> None:
+        """A pipeline remembered that a whole listing did not find is read again (its deletion's event was missed)."""
         for key in set(self.reconciler.pipelines.keys()) - listed:
             self._notes.setdefault(key, Notes()).read = True
             self.queue.add(key)

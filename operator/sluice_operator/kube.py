@@ -104,6 +104,15 @@ class Kube:
         query = {"labelSelector": selector} if selector else None
         return list(self.request("GET", resource.path(namespace), query=query).get("items", []))
 
+    def list_page(
+        self, resource: Resource, namespace: str | None, limit: int, after: str | None = None
+    ) -> tuple[Sequence[Obj], str | None]:
+        """At most `limit` objects, from where the page `after` (a continue token) ended; and the token of the next
+        page, None after the last. Decoding a listing of thousands of objects whole costs hundreds of MiB."""
+        query = {"limit": str(limit), **({"continue": after} if after else {})}
+        answer = self.request("GET", resource.path(namespace), query=query)
+        return list(answer.get("items", [])), answer.get("metadata", {}).get("continue") or None
+
     def apply(self, manifest: Mapping[str, Any], field_manager: str) -> Obj:
         """Server-side apply, taking back fields someone else changed (force)."""
         resource = BY_KIND[manifest["kind"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import uuid
 from collections.abc import Iterator
@@ -19,7 +20,9 @@ from operator_harness import (
     sample,
     wait_for,
 )
+from sluice_operator import cli
 from sluice_operator.api import CONFIGMAPS, DEPLOYMENTS, LEASES, PIPELINES
+from sluice_operator.handlers import Handlers
 from sluice_operator.kube import Kube
 from sluice_operator.leader import LeaderElector
 from sluice_operator.reconcile import Observed, Reconciler
@@ -125,6 +128,37 @@ def test_a_pipeline_deleted_while_its_watch_looked_away_gets_no_children_again(
     outcome = reconciler.reconcile(namespace, NAME, Observed("Deployment", None))  # the child's DELETED event
     assert outcome.body is None and reconciler.pipelines.get((namespace, NAME)) is None
     assert admin.get(DEPLOYMENTS, namespace, NAME) is None
+
+
+def test_the_resync_lists_a_page_at_a_time_and_reconciles_what_the_watches_missed(
+    restored: Operator, kubectl: Kubectl, admin: Kube, namespace: str
+) -> None:
+    restored.stop()
+    names = ["a", "b", "c"]
+    for name in names:
+        kubectl.apply(sample(namespace, name=name))  # no watch sees them
+    reconciler = Reconciler(admin, OperatorSettings())
+    handlers = Handlers(reconciler, retry_delay=1.0)
+    gone = {"metadata": {"name": "gone", "namespace": namespace, "uid": "u", "resourceVersion": "1", "generation": 1}}
+    reconciler.pipelines.put({**gone, "spec": {}})  # remembered, and deleted while the watch looked away
+
+    def made() -> bool:
+        return all(admin.get(DEPLOYMENTS, namespace, name) for name in names)
+
+    def forgotten() -> bool:
+        return reconciler.pipelines.get((namespace, "gone")) is None
+
+    async def scenario() -> None:
+        tasks = [asyncio.create_task(handlers.run()), asyncio.create_task(cli.resync(handlers, [namespace], 0.2, 1))]
+        try:
+            await asyncio.to_thread(wait_for, made, 60, "a Deployment for every pipeline listed")
+            await asyncio.to_thread(wait_for, forgotten, 30, "the pipeline not listed to be read and forgotten")
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    asyncio.run(scenario())  # one page a pipeline: the listing followed its continue tokens
+    assert sorted(reconciler.pipelines.keys()) == [(namespace, name) for name in names]
 
 
 def test_a_second_replica_stands_by_until_the_leader_goes(
