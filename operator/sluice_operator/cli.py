@@ -122,6 +122,7 @@ async def run(settings: OperatorSettings) -> int:
 
         kopf.on.cleanup(registry=registry)(raise_stop_flag)
         handlers.register(registry)
+        metrics.queue_depth.set_function(lambda: len(handlers.queue))
         background.append(asyncio.create_task(handlers.run()))
         if settings.resync_seconds:
             background.append(asyncio.create_task(resync(handlers, settings.watch_namespaces, settings.resync_seconds)))

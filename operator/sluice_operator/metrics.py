@@ -25,6 +25,11 @@ class OperatorMetrics:
         self.reconcile_seconds = Histogram(
             "sluice_operator_reconcile_duration_seconds", "Duration of one reconcile", registry=r
         )
+        self.queue_depth = Gauge(
+            "sluice_operator_reconcile_queue_depth",
+            "Pipelines waiting for a reconcile worker (each once, however many events it had)",
+            registry=r,
+        )
         self.lag = Gauge(
             "sluice_operator_pipeline_lag", "Messages the consumer group has not committed", PIPELINE, registry=r
         )

@@ -243,6 +243,7 @@ def test_without_autoscaling_the_lag_is_shown_and_the_replicas_left_alone(
     assert f"sluice_operator_pipeline_desired_replicas{{{series}}} 1.0" in exported
     assert "sluice_operator_leader 1.0" in exported
     assert 'sluice_operator_reconciles_total{result="ok"}' in exported
+    assert "sluice_operator_reconcile_queue_depth 0.0" in exported  # all reconciled
 
 
 def test_a_lag_the_operator_cannot_read_is_told_once_and_leaves_the_workers(
