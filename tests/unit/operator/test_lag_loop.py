@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection
+from types import SimpleNamespace
 from typing import Any, cast
 
 from sluice_operator import cli
+from sluice_operator.children import PipelineCache
+from sluice_operator.handlers import LAG_CHECKS_AT_ONCE, Handlers
 
 
 class SlowChecks:
@@ -44,3 +47,33 @@ def test_a_pipeline_whose_check_is_still_running_skips_a_turn() -> None:
 
     handlers = asyncio.run(scenario())
     assert handlers.most == 1 and 2 <= handlers.started <= 3
+
+
+class CountingScaler:
+    """A scaler whose checks take a while, counting how many run at once."""
+
+    def __init__(self) -> None:
+        self.running = self.most = self.done = 0
+
+    async def check(self, body: dict[str, Any]) -> Any:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        await asyncio.sleep(0.01)
+        self.running -= 1
+        self.done += 1
+        return SimpleNamespace(body=None, events=[])
+
+
+def test_at_most_a_bounded_number_of_lag_checks_hold_their_pipeline_at_once() -> None:
+    cache = PipelineCache()
+    keys = [("ns", f"p{i}") for i in range(300)]
+    for namespace, name in keys:
+        cache.put({"metadata": {"namespace": namespace, "name": name, "uid": name, "resourceVersion": "1"}})
+    scaler = CountingScaler()
+    handlers = Handlers(cast(Any, SimpleNamespace(pipelines=cache)), 1.0, cast(Any, scaler))
+
+    async def scenario() -> None:
+        await asyncio.gather(*(handlers.check_lag(key) for key in keys))
+
+    asyncio.run(scenario())
+    assert scaler.done == 300 and scaler.most == LAG_CHECKS_AT_ONCE
