@@ -50,8 +50,9 @@ logger = logging.getLogger(__name__)
 def change_events(outcome: Outcome) -> list[Event]:
     """The events of a reconcile: a problem when it is new; the creation, when no reconcile of the pipeline was
     recorded before (also when the operator died between applying its children and writing its status) or its
-    first workers come with a spec change (an invalid spec fixed); and what changed in the spec since the spec last
-    handled (status.lastHandledSpec), whether it changed while the operator ran or while it was down."""
+    first workers come after reconciles that could not apply them (an invalid spec fixed, a Secret created); and
+    what changed in the spec since the spec last handled (status.lastHandledSpec), whether it changed while the
+    operator ran or while it was down."""
     if outcome.body is None:
         return []
     if outcome.problem is not None:
@@ -59,7 +60,7 @@ def change_events(outcome: Outcome) -> list[Event]:
     events = []
     spec = outcome.pipeline.spec if outcome.pipeline else None
     name = outcome.body["metadata"]["name"]
-    if (outcome.first or (outcome.created and outcome.changes)) and spec is not None:
+    if (outcome.first or (outcome.created and outcome.never_applied)) and spec is not None:
         events.append(Event("Normal", "Created", f"Created Deployment {deployment_name(name)} with "
                             f"{outcome.workers} workers and ConfigMap {configmap_name(name)}"))  # fmt: skip
     if spec is not None:

@@ -47,6 +47,7 @@ class Outcome:
     workers: int | None = None  # the worker pods the Deployment runs; None when the spec is invalid
     status: Obj = field(default_factory=dict)
     first: bool = False  # no reconcile of this pipeline had been recorded in its status
+    never_applied: bool = False  # no reconcile had applied its children (status.configHash unset): it failed so far
     changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # spec field -> (as last handled, as now)
     new_problem: bool = False  # the problem was not what the status said already, or the spec changed
 
@@ -86,10 +87,13 @@ def _conflict(kind: str, live: Obj | None, owner: Owner) -> str | None:
 
 def _handling(body: Obj) -> dict[str, Any]:
     """Whether a reconcile of this pipeline was recorded before (observedGeneration: also by an operator of before
-    lastHandledSpec), and which spec fields changed since."""
+    lastHandledSpec), whether one applied its children, and which spec fields changed since."""
     recorded = body.get("status") or {}
-    first = "lastHandledSpec" not in recorded and "observedGeneration" not in recorded
-    return {"first": first, "changes": spec_changes(recorded.get("lastHandledSpec"), body.get("spec") or {})}
+    return {
+        "first": "lastHandledSpec" not in recorded and "observedGeneration" not in recorded,
+        "never_applied": "configHash" not in recorded,
+        "changes": spec_changes(recorded.get("lastHandledSpec"), body.get("spec") or {}),
+    }
 
 
 def _summary(status: Mapping[str, Any]) -> str:

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from operator_harness import Kubectl, Operator, condition, pipeline, sample, wait_for
+from operator_harness import Kubectl, Operator, condition, events, pipeline, sample, wait_for
 from sluice_operator.api import CONFIGMAPS, DEPLOYMENTS, EVENTS
 from sluice_operator.builders import CONFIG_HASH, CREDENTIALS_VERSION
 from sluice_operator.kube import Kube
@@ -59,6 +59,8 @@ def test_missing_secrets_are_named_then_mounted_and_never_copied(
 
     secret(kubectl, namespace, "cassandra-user", "username=bob", f"pw={PASSWORD}")
     made = wait_for(lambda: admin.get(DEPLOYMENTS, namespace, NAME), 90, "the Deployment once the Secrets exist")
+    told = wait_for(lambda: events(admin, namespace, "Created"), what="the Created event of the first workers")
+    assert [e["message"] for e in told] == [f"Created Deployment {NAME} with 1 workers and ConfigMap {NAME}-pipeline"]
     pod = made["spec"]["template"]["spec"]
     (volume,) = [v for v in pod["volumes"] if v["name"] == "credentials"]
     assert volume["projected"]["defaultMode"] == 0o440

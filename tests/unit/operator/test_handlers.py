@@ -39,8 +39,10 @@ def test_creation_is_told_once() -> None:
 
 
 def test_a_spec_fixed_after_a_problem_tells_the_creation_of_its_first_workers() -> None:
-    fixed = outcome(created=True, changes={"source": ({"topics": []}, {"topics": ["orders"]})})
+    fixed = outcome(created=True, never_applied=True, changes={"source": ({"topics": []}, {"topics": ["orders"]})})
     assert [e.reason for e in change_events(fixed)] == ["Created", "Updated"]
+    # Its Secrets created after the first reconciles said they were missing: the spec is as it was.
+    assert [e.reason for e in change_events(outcome(created=True, never_applied=True))] == ["Created"]
 
 
 def test_scaling_pausing_and_resuming() -> None:
