@@ -140,3 +140,20 @@ def test_a_child_seen_is_not_replaced_by_an_older_version() -> None:
     assert kept is not None and kept.holds_applied and kept.obj["spec"] == {"replicas": 2}  # type: ignore[index]
     cache.put(("ns", "p"), "Deployment", Seen.of(None, False, version=21))  # deleted after
     assert cache.get(("ns", "p"), "Deployment") == Seen(None, False, 21)
+
+
+def test_the_watch_showing_an_apply_s_answer_does_not_undo_that_it_holds_what_was_applied() -> None:
+    """The reconcile that applied a ConfigMap has not yet recorded its manifest when the watch shows the answer, so
+    the event is judged against the manifest before (or none): the next reconcile must still skip the apply."""
+    cache = ChildCache()
+    config = {"kind": "ConfigMap", "metadata": {"name": "p-config", "resourceVersion": "30"}}
+    for first, then in ((True, False), (False, True)):  # the apply's answer first, or the watch's event first
+        cache.forget(("ns", "p"))
+        cache.put(("ns", "p"), "ConfigMap", Seen.of(config, first))
+        cache.put(("ns", "p"), "ConfigMap", Seen.of(config, then))
+        kept = cache.get(("ns", "p"), "ConfigMap")
+        assert kept is not None and kept.holds_applied and kept.version == 30
+    edited = {**config, "metadata": {"name": "p-config", "resourceVersion": "31"}}
+    cache.put(("ns", "p"), "ConfigMap", Seen.of(edited, False))  # a hand edit after: a newer version that does not
+    kept = cache.get(("ns", "p"), "ConfigMap")
+    assert kept is not None and not kept.holds_applied and kept.version == 31
