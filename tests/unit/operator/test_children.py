@@ -154,6 +154,6 @@ def test_the_watch_showing_an_apply_s_answer_does_not_undo_that_it_holds_what_wa
         kept = cache.get(("ns", "p"), "ConfigMap")
         assert kept is not None and kept.holds_applied and kept.version == 30
     edited = {**config, "metadata": {"name": "p-config", "resourceVersion": "31"}}
-    cache.put(("ns", "p"), "ConfigMap", Seen.of(edited, False))  # a hand edit after: a newer version that does not
+    cache.put(("ns", "p"), "ConfigMap", Seen.of(edited, False))  # a hand edit after: newer, not holding it
     kept = cache.get(("ns", "p"), "ConfigMap")
     assert kept is not None and not kept.holds_applied and kept.version == 31
