@@ -16,6 +16,8 @@ CRD_NAME: Final = f"{PLURAL}.{GROUP}"
 FIELD_MANAGER: Final = "sluice-operator"  # server-side apply's field manager, and the children's managed-by label
 MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 PIPELINE_LABEL: Final = "sluice.dev/pipeline"
+# kopf's copy of the spec last handled, written by operators before 4fd1b48 (status.lastHandledSpec since): removed.
+KOPF_DIFF_BASE: Final = "sluice.dev/last-handled-configuration"
 
 Obj = dict[str, Any]
 """A Kubernetes object as JSON."""

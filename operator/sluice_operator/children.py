@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .api import Obj
+from .api import KOPF_DIFF_BASE, Obj
 
 Key = tuple[str, str]  # (namespace, pipeline name)
 _IDENTITY = ("name", "namespace", "uid", "generation", "resourceVersion", "ownerReferences")
@@ -77,8 +77,10 @@ def trimmed(obj: Mapping[str, Any]) -> Obj:
 
 def trimmed_pipeline(body: Mapping[str, Any]) -> Obj:
     """A DataPipeline without what no reconcile reads and that can be larger than the rest: its managed fields and
-    annotations (kopf's copy of the whole spec among them)."""
+    annotations; of kopf's copy of the whole spec (KOPF_DIFF_BASE) only the key, so the reconcile removes it."""
     meta = {key: value for key, value in body["metadata"].items() if key not in ("managedFields", "annotations")}
+    if KOPF_DIFF_BASE in (body["metadata"].get("annotations") or {}):
+        meta["annotations"] = {KOPF_DIFF_BASE: ""}
     return {**body, "metadata": meta}
 
 

@@ -111,6 +111,26 @@ def test_a_creation_the_operator_died_before_recording_is_still_told(
     ]
 
 
+def test_the_copy_of_the_spec_an_operator_before_the_key_queue_kept_is_removed_after_an_upgrade(
+    restored: Operator, kubectl: Kubectl, admin: Kube, namespace: str
+) -> None:
+    restored.stop()
+    manifest = sample(namespace, replicas=1)
+    manifest["metadata"]["annotations"] = {
+        "sluice.dev/last-handled-configuration": '{"spec": {"replicas": 1}}',  # what kopf's diff-base storage wrote
+        "team": "gophers",
+    }
+    kubectl.apply(manifest)
+    restored.start()
+    wait_for(lambda: ready(admin, namespace), 60, "Ready=True")
+    wait_for(
+        lambda: "sluice.dev/last-handled-configuration" not in pipeline(admin, namespace)["metadata"]["annotations"],
+        30,
+        "kopf's copy of the spec to be removed",
+    )
+    assert pipeline(admin, namespace)["metadata"]["annotations"].get("team") == "gophers"  # the others stay
+
+
 def test_a_pipeline_deleted_while_its_watch_looked_away_gets_no_children_again(
     restored: Operator, kubectl: Kubectl, admin: Kube, namespace: str
 ) -> None:
