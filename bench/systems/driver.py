@@ -137,24 +137,28 @@ def concurrent(session: Session, insert: PreparedStatement, rows: Sequence[Row],
 def replica_batches(session: Session, insert: PreparedStatement, rows: Sequence[Row], concurrency: int) -> None:
     """Unlogged batches of up to BATCH_ROWS rows whose partitions have the same replicas, so a batch costs
     its coordinator no extra hop: the grouping (bind, routing key, replica lookup) is inside the clock."""
+    in_flight(session, grouped(session, insert, rows, BATCH_ROWS), concurrency)
+
+
+def grouped(
+    session: Session, insert: PreparedStatement, rows: Iterable[Row], size: int, consistency: int | None = None
+) -> Iterator[BatchStatement]:
+    """`rows` bound to `insert`, in unlogged batches of up to `size` rows whose partitions have the same replicas
+    (what the worker sends), at the profile's consistency unless `consistency` is given."""
     metadata = session.cluster.metadata
-
-    def batches() -> Iterator[Statement]:
-        groups: dict[tuple[object, ...], list[BoundStatement]] = {}
-        for row in rows:
-            bound = insert.bind(row)
-            group = groups.setdefault(tuple(metadata.get_replicas(insert.keyspace, bound.routing_key)), [])
-            group.append(bound)
-            if len(group) == BATCH_ROWS:
-                yield _batch(group)
-                group.clear()
-        yield from (_batch(group) for group in groups.values() if group)
-
-    in_flight(session, batches(), concurrency)
+    groups: dict[tuple[object, ...], list[BoundStatement]] = {}
+    for row in rows:
+        bound = insert.bind(row)
+        group = groups.setdefault(tuple(metadata.get_replicas(insert.keyspace, bound.routing_key)), [])
+        group.append(bound)
+        if len(group) == size:
+            yield _batch(group, consistency)
+            group.clear()
+    yield from (_batch(group, consistency) for group in groups.values() if group)
 
 
-def _batch(statements: list[BoundStatement]) -> BatchStatement:
-    batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+def _batch(statements: list[BoundStatement], consistency: int | None = None) -> BatchStatement:
+    batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=consistency)
     for statement in statements:
         batch.add(statement)
     batch.is_idempotent = True
@@ -222,19 +226,23 @@ def measure(
     return min(runs, key=lambda r: float(r["end"] - r["start"]))
 
 
-def main(args: dict[str, Any]) -> None:
-    host, port = args["contact_point"].rsplit(":", 1)
+def connect(contact_point: str) -> tuple[Cluster, Session]:
+    """Connected as the worker connects: token-aware, LOCAL_QUORUM, protocol v4 (v5 checksums its frames in
+    Python), so a ceiling is not lowered by a setting the worker does not pay for."""
+    host, port = contact_point.rsplit(":", 1)
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc="datacenter1")),
         consistency_level=ConsistencyLevel.LOCAL_QUORUM,
         request_timeout=10,
     )
-    # The worker's connection: protocol v4 (v5 checksums its frames in Python), so the ceiling is not lowered by
-    # a setting the worker does not pay for.
     cluster = Cluster(
         [host], port=int(port), execution_profiles={EXEC_PROFILE_DEFAULT: profile}, protocol_version=PROTOCOL_VERSION
     )
-    session = cluster.connect()
+    return cluster, cluster.connect()
+
+
+def main(args: dict[str, Any]) -> None:
+    cluster, session = connect(args["contact_point"])
     pipeline = Pipeline.example()
     rows = bound_rows(args)
     tables: dict[str, str] = args["tables"]
