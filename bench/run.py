@@ -2,9 +2,9 @@
 
 Produces N Gophers R Us store events to a fresh topic, then measures, each with a table of its own that
 must hold exactly the expected rows: the consume ceiling, the driver ceiling, one sluice-worker, Benthos as
-commonly configured and Benthos at the batching a search found best, and the naive loop; then the operator at 200
-and 1,000 DataPipelines. The systems the ratios compare (the batched driver ceiling, Sluice, both Benthos) run
---rounds times, interleaved, and each reports its median run.
+commonly configured and Benthos at the batching a search found best, and the naive loop; what a row costs Cassandra
+by the shape of its requests; then the operator at 200 and 1,000 DataPipelines. The systems the ratios compare (the
+batched driver ceiling, Sluice, both Benthos) run --rounds times, interleaved, and each reports its median run.
 Prints a table, then on the last line one JSON object. Exits non-zero if any count is wrong or a system fails.
 """
 
@@ -31,7 +31,7 @@ from . import recovery as recovering
 from . import report
 from .measure import BenchError
 from .placement import Placement, pinned
-from .systems import Context, Result, benthos, consume, driver, naive, operator, sluice
+from .systems import Context, Result, benthos, consume, driver, naive, operator, shapes, sluice
 from .systems.operator import OperatorResult
 from .tables import Tables
 from .workload import (
@@ -47,7 +47,7 @@ from .workload import (
 )
 
 CONTROL_PLANE = ("kube-apiserver", "etcd", "kube-controller-manager")  # charged with their CPU of the operator's run
-SYSTEMS = ("consume", "driver", "sluice", "avro", "tables", "benthos", "naive", "recovery", "operator")
+SYSTEMS = ("consume", "driver", "sluice", "avro", "tables", "benthos", "naive", "shapes", "recovery", "operator")
 # What the ratios compare: on a 2-core machine shared with Cassandra one run of each varies by about 10%, so
 # these run --rounds times, one after another in each round, and each reports its median run. sluice_before
 # (with --before-worker) is Sluice as it was, run right after Sluice in each round.
@@ -159,7 +159,7 @@ def measure(args: argparse.Namespace) -> int:
         topic = f"bench-events-{run_id}"
         bootstrap, contact_point = env["KAFKA_BOOTSTRAP_SERVERS"], env["CASSANDRA_CONTACT_POINTS"]
         create_topic(bootstrap, topic, args.partitions)
-        if wanted - {"operator", "recovery"}:
+        if wanted - {"operator", "recovery", "shapes"}:
             produce(bootstrap, topic, events)
         avro_topic, registry_url = None, env.get("SCHEMA_REGISTRY_URL")
         if "avro" in wanted and registry_url:
@@ -190,10 +190,14 @@ def measure(args: argparse.Namespace) -> int:
         operator_error: str | None = "not measured (--systems)"
         profile_text: str | None = None
         recovery: recovering.Recovery | None = None
+        by_shape: shapes.Shapes | None = None
         placement = Placement.split(os.sched_getaffinity(0)) if args.placement == "pinned" else None
         try:
             with pinned(placement, ctx.server_pids["cassandra"], ctx.server_pids["kafka"]):
                 results = measure_systems(ctx, args, benthos_binary)
+                if "shapes" in wanted:
+                    print("measuring what a row costs Cassandra by request shape ...", file=sys.stderr)
+                    by_shape = shapes.measure(ctx, 3_000 if args.quick else 100_000, args.rounds)
             if "recovery" in wanted:  # unpinned, as servers restart; after the others, as it restarts Kafka
                 print("measuring recovery ...", file=sys.stderr)
                 recovery = recovering.measure(ctx, stack, args.rounds)
@@ -230,6 +234,8 @@ def measure(args: argparse.Namespace) -> int:
     )  # fmt: skip
     if recovery is not None:
         summary |= recovery.summary()
+    if by_shape is not None:
+        summary |= by_shape.summary()
     summary["rounds"] = args.rounds
     summary["placement"] = placement.describe() if placement else "shared: every process on every CPU"
     print()
@@ -238,6 +244,8 @@ def measure(args: argparse.Namespace) -> int:
     rounds = f"; the batched driver, Sluice and Benthos: median of {args.rounds} runs" if args.rounds > 1 else ""
     print(f"{summary['placement']}{rounds}")
     print(report.table(results, summary, operator_result))
+    if by_shape is not None:
+        print(by_shape.table())
     if recovery is not None:
         print(recovery.table())
     if profile_text:

@@ -163,3 +163,33 @@ def test_latency_is_measured_once_every_pipeline_is_ready_for_its_generation() -
     not_ready = {**ready, "status": "False"}
     assert not is_ready({"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "conditions": [not_ready]}})
     assert not is_ready({"metadata": {"generation": 1}})
+
+
+def test_a_request_shape_changes_only_what_it_names_in_the_bound_values() -> None:
+    from cassandra.query import UNSET_VALUE
+
+    from bench.systems.shapes import SHAPES_BY_KEY, shaped_rows
+
+    rows = [("e1", "purple-gopher", 9.5, "gophers", 1_700_000_000_000)]
+    assert shaped_rows(rows, SHAPES_BY_KEY["worker"], price_at=2) == rows
+    assert shaped_rows(rows, SHAPES_BY_KEY["no_timestamp"], price_at=2) == [("e1", "purple-gopher", 9.5, "gophers")]
+    assert shaped_rows(rows, SHAPES_BY_KEY["price_null"], price_at=2) == [
+        ("e1", "purple-gopher", None, "gophers", 1_700_000_000_000)
+    ]
+    assert shaped_rows(rows, SHAPES_BY_KEY["price_unset"], price_at=2)[0][2] is UNSET_VALUE
+
+
+def test_request_shapes_are_compared_with_the_workers_shape_round_by_round() -> None:
+    from bench.systems.shapes import Shapes
+
+    found = Shapes(rows=1_000)
+    for worker, batched in ((100.0, 80.0), (90.0, 81.0), (110.0, 120.0)):
+        found.add("batch_100", batched, 10_000.0)
+        found.add("worker", worker, 9_000.0)
+    assert found.median("worker") == 100.0
+    assert found.median("batch_100") == 81.0
+    assert found.relative("batch_100") == 0.9  # round by round: 0.8, 0.9, 1.09 (the rounds drift together)
+    assert found.summary()["cassandra_us_per_row_by_shape"] == {"batch_100": 81.0, "worker": 100.0}
+    lines = found.table().splitlines()
+    assert lines[3].startswith("batches of 23 rows (3.8 KiB), 64 in flight") and "100 / 90 / 110" in lines[3]
+    assert lines[4].startswith("batches of 100 rows") and " 0.90 " in lines[4]
