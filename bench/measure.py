@@ -190,6 +190,14 @@ class Progress:
     url: str
     consumed: str
     done: str
+    requests: str | None = None  # the counter of write requests (rows per request: done / requests)
+
+    def rows_per_request(self) -> float | None:
+        """`done` over `requests` as the endpoint shows them now; None without a request counter or requests."""
+        if self.requests is None:
+            return None
+        found = scrape(self.url, (self.done, self.requests))
+        return found[self.done] / found[self.requests] if found[self.requests] else None
 
 
 def watch_progress(

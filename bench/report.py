@@ -74,6 +74,11 @@ def summary(
         "cpu_ratio_to_benthos_tuned": _ratio(per_1k("sluice"), per_1k("benthos_tuned")),
         "cassandra_cost_ratio_to_benthos_tuned": _ratio(cassandra_us("sluice"), cassandra_us("benthos_tuned")),
         "cassandra_us_per_row": {key: cassandra_us(key) for key in results if cassandra_us(key) is not None},
+        "rows_per_request": {
+            key: round(result.rows_per_request, 1)
+            for key, result in results.items()
+            if result.rows_per_request is not None
+        },
         "sluice_rss_mib": mib("sluice"),
         "sluice_peak_rss_mib": mib("sluice", peak=True),
         # Avro values and a second table, each against the plain JSON path of the same run.
@@ -130,8 +135,8 @@ def table(results: dict[str, Result], summary: dict[str, Any], operator: Operato
     """Systems, fastest first, then the ratios against their targets, then the operator."""
     cpus = os.cpu_count() or 1
     header = (
-        f"{'system':<52} {'msgs/s':>8} {'msgs':>8} {'secs':>6} {'CPU s/1k':>8} "
-        f"{'own cores':>9} {'Cassandra':>9} {'Kafka':>6} {'machine':>7} {'C* us/row':>9} {'RSS MiB':>7}  notes"
+        f"{'system':<52} {'msgs/s':>8} {'msgs':>8} {'secs':>6} {'CPU s/1k':>8} {'own cores':>9} "
+        f"{'Cassandra':>9} {'Kafka':>6} {'machine':>7} {'C* us/row':>9} {'rows/req':>8} {'RSS MiB':>7}  notes"
     )
     lines = [header, "-" * len(header)] if results else []
     for result in sorted(results.values(), key=lambda r: -r.window.rate):
@@ -142,16 +147,18 @@ def table(results: dict[str, Result], summary: dict[str, Any], operator: Operato
 
         us = result.cassandra_us_per_row
         rss = f"{result.memory.rss_bytes / 2**20:.0f}" if result.memory else "-"
+        per_request = f"{result.rows_per_request:.1f}" if result.rows_per_request is not None else "-"
         lines.append(
             f"{result.title:<52} {w.rate:>8,.0f} {w.count:>8,} {w.seconds:>6.1f} {result.cpu_per_1k:>8.3f} "
             f"{cores('process'):>9} {cores('cassandra'):>9} {cores('kafka'):>6} "
-            f"{cpu.machine_busy * 100:>6.0f}% {f'{us:.0f}' if us is not None else '-':>9} {rss:>7}  "
+            f"{cpu.machine_busy * 100:>6.0f}% {f'{us:.0f}' if us is not None else '-':>9} {per_request:>8} {rss:>7}  "
             f"{result.detail}".rstrip()
         )
     if results:
         lines.append(
             f"(own cores, Cassandra, Kafka: CPU cores each used in the window; machine: busy share of {cpus} CPUs;\n"
-            " C* us/row: Cassandra's CPU microseconds per row written; RSS: resident memory once every row was durable)"
+            " C* us/row: Cassandra's CPU microseconds per row written; rows/req: rows per write request, where the\n"
+            " system counts its requests; RSS: resident memory once every row was durable)"
         )
         lines.append("")
     for key, (sense, target) in TARGETS.items():

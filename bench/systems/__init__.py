@@ -55,6 +55,7 @@ class Result:
     extra: dict[str, Any] = field(default_factory=dict)
     rows_per_message: int = 1  # rows written for each message (0: none, 2: two tables)
     memory: Memory | None = None  # of a long-lived system, when every row was durable
+    rows_per_request: float | None = None  # rows written over write requests sent, where the system counts both
 
     @property
     def cpu_per_1k(self) -> float:
@@ -108,10 +109,10 @@ def run_watched(
     log: Path,
     env: Mapping[str, str] | None = None,
     on_start: Callable[[int], None] | None = None,
-) -> tuple[Window, CpuUse, Memory | None]:
+) -> tuple[Window, CpuUse, Memory | None, float | None]:
     """Runs a long-lived system (`name` in errors) until its `progress` shows every message durable, then stops
     it with SIGTERM, which it must answer with exit 0; `on_start(pid)` runs when it has its first message. Also
-    returns its memory at the end of the window."""
+    returns its memory and the rows per write request (see Progress) at the end of the window."""
     with ctx.recorder() as recorder, open(log, "wb") as out:
         launched = time.monotonic()
         process = subprocess.Popen(argv, env=env, stdout=out, stderr=out)
@@ -127,13 +128,14 @@ def run_watched(
                 on_start=(lambda: on_start(process.pid)) if on_start else None,
             )
             memory = Memory.of(process.pid)
+            rows_per_request = progress.rows_per_request()
         finally:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
             code = process.wait(60)
     if code != 0:
         raise BenchError(f"{name} exited with {code} after SIGTERM\n{tail(log)}")
-    return window, recorder.between(window.start, window.end), memory
+    return window, recorder.between(window.start, window.end), memory, rows_per_request
 
 
 def report_window(count: int, start: float, end: float, **extra: Any) -> None:

@@ -145,20 +145,20 @@ def run_tuned(ctx: Context, binary: Path, best: Setting, run: int = 1, trials: S
 def _measured(
     ctx: Context, binary: Path, key: str, label: str, title: str, detail: str, batch: int, in_flight: int | None = None
 ) -> Result:
-    window, cpu, memory, table = _window(ctx, binary, label, batch, in_flight)
+    window, cpu, memory, per_request, table = _window(ctx, binary, label, batch, in_flight)
     rows = ctx.tables.check(table, ctx.messages, ctx.expected)
-    return Result(key, title, window, cpu, rows, detail=detail, memory=memory)
+    return Result(key, title, window, cpu, rows, detail=detail, memory=memory, rows_per_request=per_request)
 
 
 def _window(
     ctx: Context, binary: Path, label: str, batch: int, in_flight: int | None
-) -> tuple[Window, CpuUse, Memory | None, str]:
+) -> tuple[Window, CpuUse, Memory | None, float | None, str]:
     """One Benthos process on a fresh table and group until `ctx.messages` rows are durable."""
     table = ctx.tables.fresh(f"{label}_{ctx.run_id}")
     port = free_port()
     path = ctx.workdir / f"{label}.yaml"
     path.write_text(yaml.safe_dump(config(ctx, table, port, batch, label, in_flight), sort_keys=False))
     log = ctx.workdir / f"{label}.log"
-    progress = Progress(f"http://127.0.0.1:{port}/metrics", "input_received", "output_sent")
-    window, cpu, memory = run_watched(ctx, "Benthos", [str(binary), "-c", str(path)], progress, log)
-    return window, cpu, memory, table
+    progress = Progress(f"http://127.0.0.1:{port}/metrics", "input_received", "output_sent", "output_batch_sent")
+    window, cpu, memory, per_request = run_watched(ctx, "Benthos", [str(binary), "-c", str(path)], progress, log)
+    return window, cpu, memory, per_request, table

@@ -110,12 +110,15 @@ def run(
     }
     log = ctx.workdir / f"{label}.log"
     progress = Progress(
-        f"http://127.0.0.1:{port}/metrics", "sluice_messages_consumed_total", "sluice_rows_written_total"
+        f"http://127.0.0.1:{port}/metrics",
+        "sluice_messages_consumed_total",
+        "sluice_rows_written_total",
+        "sluice_write_latency_seconds_count",  # one sample per write request answered
     )
     argv = [str(worker), "--pipeline", str(path)]
     tables = 2 if second else 1  # the window ends when every table has every row
-    window, cpu, memory = run_watched(replace(ctx, messages=ctx.messages * tables), "sluice-worker", argv, progress,
-                                      log, env=env, on_start=on_start)  # fmt: skip
+    window, cpu, memory, per_request = run_watched(replace(ctx, messages=ctx.messages * tables), "sluice-worker", argv,
+                                                   progress, log, env=env, on_start=on_start)  # fmt: skip
     window = replace(window, count=ctx.messages)
     rows = ctx.tables.check(table, ctx.messages, ctx.expected)
     if second:
@@ -124,4 +127,5 @@ def run(
     if worker != WORKER:
         detail += f", {worker}"
     return Result(label, TITLES[variant] if worker == WORKER else f"{TITLE}, {worker.parent.parent.name}", window,
-                  cpu, rows, detail=detail, rows_per_message=tables, memory=memory)  # fmt: skip
+                  cpu, rows, detail=detail, rows_per_message=tables, memory=memory,
+                  rows_per_request=per_request)  # fmt: skip

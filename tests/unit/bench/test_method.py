@@ -193,3 +193,32 @@ def test_request_shapes_are_compared_with_the_workers_shape_round_by_round() -> 
     lines = found.table().splitlines()
     assert lines[3].startswith("batches of 23 rows (3.8 KiB), 64 in flight") and "100 / 90 / 110" in lines[3]
     assert lines[4].startswith("batches of 100 rows") and " 0.90 " in lines[4]
+
+
+def test_rows_per_request_is_rows_written_over_requests_counted() -> None:
+    import http.server
+    import threading
+
+    from bench.measure import Progress
+
+    body = b"sluice_rows_written_total 230.0\nsluice_write_latency_seconds_count 10.0\noutput_batch_sent 0.0\n"
+
+    class Metrics(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        counted = Progress(url, "consumed", "sluice_rows_written_total", "sluice_write_latency_seconds_count")
+        assert counted.rows_per_request() == 23.0
+        assert Progress(url, "consumed", "sluice_rows_written_total", "output_batch_sent").rows_per_request() is None
+        assert Progress(url, "consumed", "sluice_rows_written_total").rows_per_request() is None
+    finally:
+        server.shutdown()
