@@ -24,10 +24,9 @@ from cassandra.query import UNSET_VALUE
 
 from ..workload import Pipeline, expected_departments, make_events
 from . import Context, report_window, run_child
-from .driver import Row, async_window, bound_rows, connect, grouped, in_flight
+from .driver import WORKER_ROWS, Row, async_window, bound_rows, connect, grouped, in_flight
 
 CHUNK_ROWS = 10_000  # a shape's turn: about a second of writes, ten 100 ms samples of Cassandra's CPU
-WORKER_ROWS = 23  # rows a request of the example's worker carries: delivery.maxBytesPerWrite 4096 fits about 23
 
 
 @dataclass(frozen=True)
