@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
+import threading
+from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -11,6 +15,27 @@ from bench.placement import Placement
 from bench.run import median_run
 from bench.systems import Result
 from bench.systems.operator import Latency, Scale, is_ready, requests_in
+
+
+@contextlib.contextmanager
+def metrics_at(body: bytes) -> Iterator[str]:
+    """A /metrics endpoint on loopback answering `body`, as a system under measure serves its counters: its URL."""
+
+    class Metrics(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/metrics"
+    finally:
+        server.shutdown()
 
 
 def test_cassandra_gets_the_lower_half_and_clients_the_rest() -> None:
@@ -46,9 +71,6 @@ def test_a_single_run_is_reported_as_it_is() -> None:
 
 
 def test_a_metric_is_summed_over_its_labels_or_read_for_one() -> None:
-    import http.server
-    import threading
-
     from bench.measure import scrape
 
     body = (
@@ -57,24 +79,9 @@ def test_a_metric_is_summed_over_its_labels_or_read_for_one() -> None:
         b'sluice_rows_written_total{table="b"} 4.0\n'
         b"sluice_messages_consumed_total 9.0\n"
     )
-
-    class Metrics(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Metrics)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/metrics"
-        one = 'sluice_rows_written_total{table="b"}'
+    one = 'sluice_rows_written_total{table="b"}'
+    with metrics_at(body) as url:
         got = scrape(url, ("sluice_rows_written_total", one, "sluice_messages_consumed_total", "missing_total"))
-    finally:
-        server.shutdown()
     assert got == {"sluice_rows_written_total": 7.0, one: 4.0, "sluice_messages_consumed_total": 9.0,
                    "missing_total": 0.0}  # fmt: skip
 
@@ -196,29 +203,11 @@ def test_request_shapes_are_compared_with_the_workers_shape_round_by_round() -> 
 
 
 def test_rows_per_request_is_rows_written_over_requests_counted() -> None:
-    import http.server
-    import threading
-
     from bench.measure import Progress
 
     body = b"sluice_rows_written_total 230.0\nsluice_write_latency_seconds_count 10.0\noutput_batch_sent 0.0\n"
-
-    class Metrics(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Metrics)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/metrics"
+    with metrics_at(body) as url:
         counted = Progress(url, "consumed", "sluice_rows_written_total", "sluice_write_latency_seconds_count")
         assert counted.rows_per_request() == 23.0
         assert Progress(url, "consumed", "sluice_rows_written_total", "output_batch_sent").rows_per_request() is None
         assert Progress(url, "consumed", "sluice_rows_written_total").rows_per_request() is None
-    finally:
-        server.shutdown()
