@@ -33,7 +33,11 @@ PARTITIONS = 3
 WORKERS = f"sluice.dev/pipeline={PIPELINE}"
 CHILDREN = [("configmap", f"{PIPELINE}-pipeline"), ("deployment", PIPELINE)]
 DEPARTMENTS = {"evt-0": "gophers", "evt-1": "stickers", "evt-2": "clothing", "evt-3": "misc"}  # toolbox.ITEMS
-BACKLOG = 60_000  # events: a worker takes well over one lag interval to drain them alone
+BACKLOG = 60_000  # events: with SLOW_DELIVERY a worker takes far longer to drain them alone than a few lag intervals
+# One row per request, one request at a time: a worker is bound by a Cassandra round trip per row, so the backlog
+# outlasts the lag checks after it turns ready. At the default 64 in flight a CI run saw the lag at 60,000 while
+# the worker started (scale-up waits for ready workers) and at 0 by the first check that found it ready.
+SLOW_DELIVERY = {"maxInFlight": 1, "maxRowsPerWrite": 1}
 LAG_INTERVAL_SECONDS = 5  # the chart's lagIntervalSeconds here: autoscaling reacts within seconds
 
 
@@ -312,6 +316,7 @@ def test_autoscaling_follows_a_real_backlog(cluster: Cluster, stream: Stream) ->
         replicas=1,
         autoscaling={"enabled": True, "minReplicas": 1, "targetLagPerReplica": BACKLOG // 10,
                      "scaleDownStabilizationSeconds": 10},
+        delivery=SLOW_DELIVERY,
     )  # fmt: skip
     manifest["metadata"]["name"] = "backlog"
     manifest["spec"]["source"]["topics"] = [backlog.topic]

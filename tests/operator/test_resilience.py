@@ -89,7 +89,9 @@ def test_a_scale_made_while_the_operator_was_down_is_told_once(
     kubectl.run("scale", "-n", namespace, f"datapipeline/{NAME}", "--replicas=3")
     restored.start()
     wait_for(lambda: handled_replicas(admin, namespace) == 3, 60, "the scale to be recorded as handled")
-    assert [e["message"] for e in events(admin, namespace, "Scaled")] == ["Scaled from 1 to 3 workers"]
+    # The events of a reconcile are posted after its status is written.
+    scaled = wait_for(lambda: events(admin, namespace, "Scaled"), 30, "the Scaled event")
+    assert [e["message"] for e in scaled] == ["Scaled from 1 to 3 workers"]
     assert admin.get(DEPLOYMENTS, namespace, NAME)["spec"]["replicas"] == 3  # type: ignore[index]
 
 
@@ -106,7 +108,8 @@ def test_a_creation_the_operator_died_before_recording_is_still_told(
     assert "status" not in pipeline(admin, namespace)
     restored.start()
     wait_for(lambda: handled_replicas(admin, namespace) == 2, 60, "the creation to be recorded as handled")
-    assert [e["message"] for e in events(admin, namespace, "Created")] == [
+    created = wait_for(lambda: events(admin, namespace, "Created"), 30, "the Created event")  # posted after the status
+    assert [e["message"] for e in created] == [
         f"Created Deployment {NAME} with 2 workers and ConfigMap {NAME}-pipeline"
     ]
 
