@@ -157,7 +157,7 @@ def as_avro(events: list[tuple[str, bytes]], registry_url: str, subject: str) ->
     import fastavro
     from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
-    client = SchemaRegistryClient({"url": registry_url})
+    client = SchemaRegistryClient({"url": registry_url, "timeout": 10})  # a lost answer is tried again, not waited for
     schema_id = client.register_schema(subject, Schema(json.dumps(AVRO_SCHEMA), "AVRO"))
     header = b"\x00" + int(schema_id).to_bytes(4, "big")
     parsed = fastavro.parse_schema(AVRO_SCHEMA)

@@ -24,9 +24,15 @@ EVENT_V1 = {"type": "record", "name": "StoreEvent", "namespace": "shop",
 EVENT_V2 = {**EVENT_V1, "fields": [*EVENT_V1["fields"], {"name": "store", "type": ["null", "string"], "default": None}]}
 
 
+def registry_client(registry_url: str) -> SchemaRegistryClient:
+    """A client whose request gives up after 10 s and is tried again (the client's own retries): without a timeout
+    it waits for ever, and one CI run hung on a response Apicurio logged as sent but never wrote, after the test
+    that pauses it."""
+    return SchemaRegistryClient({"url": registry_url, "timeout": 10})
+
+
 def register(registry_url: str, subject: str, schema: dict[str, object]) -> int:
-    client = SchemaRegistryClient({"url": registry_url})
-    return int(client.register_schema(subject, Schema(json.dumps(schema), "AVRO")))
+    return int(registry_client(registry_url).register_schema(subject, Schema(json.dumps(schema), "AVRO")))
 
 
 def wire(schema_id: int, schema: dict[str, object]):  # type: ignore[no-untyped-def]
@@ -129,7 +135,7 @@ def test_protobuf_values_become_the_same_rows(pipeline, make_worker, schema_regi
     from confluent_kafka.serialization import MessageField, SerializationContext
 
     event_class = store_event_class()
-    serializer = ProtobufSerializer(event_class, SchemaRegistryClient({"url": schema_registry.url}),
+    serializer = ProtobufSerializer(event_class, registry_client(schema_registry.url),
                                     {"use.deprecated.format": False})  # fmt: skip
     context = SerializationContext(pipeline.topic, MessageField.VALUE)
 
