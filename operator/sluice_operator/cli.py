@@ -13,7 +13,7 @@ from typing import Final
 import kopf
 from kubernetes.config import ConfigException
 from pydantic import ValidationError
-from sluice_worker.logs import configure_logging
+from sluice_worker.logs import OPERATOR_TEXT_FORMAT, configure_logging
 
 from .api import CRD_NAME, FIELD_MANAGER, PIPELINES
 from .children import Key
@@ -98,7 +98,9 @@ async def run(settings: OperatorSettings) -> int:
         )
     stop = asyncio.Event()
     background: list[asyncio.Task[None]] = []
-    reader = LagReader(settings.kafka_timeout_seconds, on_death=metrics.lag_reader_deaths.inc)
+    reader = LagReader(
+        settings.kafka_timeout_seconds, on_death=metrics.lag_reader_deaths.inc, log_format=settings.log_format
+    )
     try:
         if elector is not None:
             await elector.acquire()
@@ -182,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_settings:
         print(settings.model_dump_json(indent=2))
         return 0
-    configure_logging(settings.log_level, settings.log_format, "%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format, OPERATOR_TEXT_FORMAT)
     try:
         return asyncio.run(run(settings))
     except ConfigException as error:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 
 from sluice_worker.kafka import client_config
+from sluice_worker.logs import LogFormat
 from sluice_worker.model import SourceSpec
 
 from .lag import Snapshot
@@ -48,11 +49,11 @@ def _death(returncode: int) -> str:
 class _Child:
     """One `python -m sluice_operator.offsets` process and the reads it has not answered yet."""
 
-    def __init__(self, timeout: float, on_death: Callable[[str, int], None]) -> None:
+    def __init__(self, timeout: float, log_format: LogFormat, on_death: Callable[[str, int], None]) -> None:
         ours, theirs = socket.socketpair()
         with theirs:
             self.process = subprocess.Popen(
-                [sys.executable, "-P", "-m", "sluice_operator.offsets", str(theirs.fileno()), str(timeout)],
+                [sys.executable, "-P", "-m", "sluice_operator.offsets", str(theirs.fileno()), str(timeout), log_format],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
             )
@@ -165,11 +166,17 @@ class LagReader:
     """
 
     def __init__(
-        self, timeout: float, on_death: Callable[[], None] | None = None, deadline: float | None = None
+        self,
+        timeout: float,
+        on_death: Callable[[], None] | None = None,
+        deadline: float | None = None,
+        log_format: LogFormat = "text",
     ) -> None:
         """`timeout`: each admin request's; `on_death`: called when a child dies unasked; `deadline`: a read not
-        answered by then means the child is stuck (not slow), and it is killed."""
+        answered by then means the child is stuck (not slow), and it is killed; `log_format`: the child's logs'
+        (the operator's own, so that one log stream holds one format)."""
         self.timeout = timeout
+        self.log_format = log_format
         self.deadline = deadline or 4 * (timeout + 5)
         self._on_death = on_death
         self._child: _Child | None = None
@@ -178,7 +185,7 @@ class LagReader:
     def _running(self) -> _Child:
         with self._guard:
             if self._child is None or self._child.dead:
-                self._child = _Child(self.timeout, self._died)
+                self._child = _Child(self.timeout, self.log_format, self._died)
             return self._child
 
     def _died(self, death: str, in_flight: int) -> None:

@@ -16,10 +16,11 @@ from typing import Any, TypeVar
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]  # not in __all__
+from sluice_worker.logs import OPERATOR_TEXT_FORMAT, LogFormat, configure_logging
 
 from .lag import PartitionOffsets, Snapshot
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("sluice_operator.offsets")  # by name: run with -m, __name__ is "__main__"
 
 NO_OFFSET = -1001  # librdkafka's OFFSET_INVALID: the group has committed nothing
 
@@ -166,11 +167,17 @@ async def serve(connection: Connection, reader: OffsetReader) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    """`python -m sluice_operator.offsets FD TIMEOUT`: serves reads on the socket FD (see kafka.LagReader)."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    """`python -m sluice_operator.offsets FD TIMEOUT [text|json]`: serves reads on the socket FD (see
+    kafka.LagReader), logging warnings and its own failure in the operator's log format."""
+    log_format: LogFormat = "json" if argv[2:3] == ["json"] else "text"
+    configure_logging("warning", log_format, OPERATOR_TEXT_FORMAT)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the operator, which stops this process
-    descriptor, timeout = int(argv[0]), float(argv[1])
-    asyncio.run(serve(Connection(descriptor), OffsetReader(timeout)))
+    try:
+        descriptor, timeout = int(argv[0]), float(argv[1])
+        asyncio.run(serve(Connection(descriptor), OffsetReader(timeout)))
+    except Exception:
+        logger.exception("the lag reader process failed")
+        return 1
     return 0
 
 

@@ -174,8 +174,8 @@ def _refuse(settings: WorkerSettings, message: str) -> int:
 
 
 def _configure_logging(settings: WorkerSettings) -> None:
-    from .logs import configure_logging
+    from .logs import WORKER_TEXT_FORMAT, configure_logging
 
-    configure_logging(settings.log_level, settings.log_format, "%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_level, settings.log_format, WORKER_TEXT_FORMAT)
     logging.getLogger("cassandra").setLevel(logging.ERROR)
     logging.getLogger("cassandra.cluster").setLevel(logging.CRITICAL)  # the sink logs each failure itself

@@ -8,6 +8,9 @@ import sys
 from typing import Literal
 
 LogFormat = Literal["text", "json"]
+# The text lines of each command line (logging.Formatter patterns); the operator's child processes use its own.
+WORKER_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+OPERATOR_TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 class JsonLogFormatter(logging.Formatter):
