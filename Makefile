@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STACK := PYTHONPATH=hack $(PY) -m sluice_stack
 PYTEST_ARGS ?=
 
-.PHONY: help venv provision stack-up stack-down stack-status test test-unit lint format demo crds images \
+.PHONY: help venv lock provision stack-up stack-down stack-status test test-unit lint format demo crds images \
         base-image chart-lint bench kind-image test-kind demo-cluster demo-cluster-down
 
 help: ## list the targets
@@ -14,10 +14,13 @@ help: ## list the targets
 
 venv: $(VENV)/.installed ## create .venv with sluice and its test tools
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $@
+
+lock: ## re-resolve every dependency into constraints.txt (after changing a pin in pyproject.toml)
+	bash hack/lock.sh $(PYTHON)
 
 provision: venv ## build/fetch Kafka, Cassandra, the schema registry and the Kubernetes binaries into ~/.cache/sluice
 	$(STACK) provision

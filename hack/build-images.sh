@@ -48,8 +48,10 @@ out = Path(sys.argv[1])
 worker = [d for d in deps if d.split("=")[0].split("[")[0].strip().lower() not in OPERATOR_ONLY]
 (out / "requirements-worker.txt").write_text("".join(f"{d}\n" for d in worker))
 PY
-# The dependencies' wheels depend on the pins alone: kept under ~/.cache/sluice by the pins' digest.
-pins=$(cat "$wheels/deps/requirements-operator.txt" <("$PY" -c 'import sys; print(sys.version)') | sha256sum | cut -c1-16)
+# The dependencies' wheels depend on the pins alone (pyproject.toml's and constraints.txt's for the rest):
+# kept under ~/.cache/sluice by the pins' digest.
+pins=$(cat "$wheels/deps/requirements-operator.txt" constraints.txt <("$PY" -c 'import sys; print(sys.version)') \
+  | sha256sum | cut -c1-16)
 deps_cache="$SLUICE_CACHE/wheelhouse/deps-$pins"
 mkdir -p "$SLUICE_CACHE/wheelhouse"
 exec {wheels_lock}>"$SLUICE_CACHE/wheelhouse.lock"
@@ -58,7 +60,7 @@ if [ ! -d "$deps_cache" ]; then
   log "wheelhouse: dependencies"
   rm -rf "$deps_cache.tmp" && mkdir -p "$deps_cache.tmp"
   "$PIP" wheel -q --disable-pip-version-check --prefer-binary -w "$deps_cache.tmp" \
-    -r "$wheels/deps/requirements-operator.txt"
+    -r "$wheels/deps/requirements-operator.txt" -c constraints.txt
   mv "$deps_cache.tmp" "$deps_cache"
 fi
 flock -u "$wheels_lock"

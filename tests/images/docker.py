@@ -11,6 +11,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.locked import locked_versions, normalise
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -31,6 +33,21 @@ def ensure_docker() -> None:
 class Images:
     worker: str
     operator: str
+
+
+def unlocked_packages(image: str) -> dict[str, tuple[str, str | None]]:
+    """The image's Python distributions (but sluice) whose version is not the one constraints.txt locks:
+    {name: (installed, locked)}. Empty when the image carries what CI tested."""
+    script = "import importlib.metadata as m\nfor d in m.distributions(): print(d.metadata['Name'], d.version)"
+    listing = docker("run", "--rm", "--entrypoint", "/opt/sluice/bin/python", image, "-c", script)
+    installed = dict(line.split(" ", 1) for line in listing.splitlines())
+    assert "sluice" in installed, listing  # the listing is the image's venv, not the base's Python
+    locked = locked_versions()
+    return {
+        name: (version, locked.get(normalise(name)))
+        for name, version in installed.items()
+        if name != "sluice" and locked.get(normalise(name)) != version
+    }
 
 
 def build_images() -> Images:

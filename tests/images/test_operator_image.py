@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sluice_stack.process import free_port
 
-from .docker import REPO, Container, Images, docker
+from .docker import REPO, Container, Images, docker, unlocked_packages
 
 pytestmark = pytest.mark.kube
 
@@ -29,6 +29,8 @@ def test_image_metadata(images: Images) -> None:
     assert config["Labels"]["org.opencontainers.image.title"] == "sluice-operator"
     size = int(docker("image", "inspect", "-f", "{{.Size}}", images.operator))
     print(f"{images.operator}: {size / 1e6:.0f} MB")
+    # Its Python packages are the versions constraints.txt locks, the ones the suite ran against.
+    assert unlocked_packages(images.operator) == {}
 
 
 def kubectl(kube, *args: str) -> str:  # type: ignore[no-untyped-def]

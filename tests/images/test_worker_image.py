@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from sluice_stack.process import free_port
 
-from .docker import REPO, Container, Images, docker
+from .docker import REPO, Container, Images, docker, unlocked_packages
 
 pytestmark = [pytest.mark.kafka, pytest.mark.cassandra]
 
@@ -40,6 +40,8 @@ def test_image_metadata(images: Images) -> None:
     assert len(labels["org.opencontainers.image.revision"]) >= 7
     size = int(docker("image", "inspect", "-f", "{{.Size}}", images.worker))
     print(f"{images.worker}: {size / 1e6:.0f} MB")
+    # Its Python packages are the versions constraints.txt locks, the ones the suite ran against.
+    assert unlocked_packages(images.worker) == {}
 
 
 def sample_pipeline(path: Path, name: str) -> tuple[str, str]:
