@@ -114,7 +114,7 @@ async def run(settings: OperatorSettings) -> int:
         if settings.upgrade_crd:
             await asyncio.to_thread(upgrade_crd, kube)
         reconciler = Reconciler(kube, settings, metrics=metrics)
-        scaler = Scaler(kube, reader, metrics, reconciler.pipelines)
+        scaler = Scaler(kube, reader, metrics, reconciler.pipelines, settings.lag_status_refresh_seconds)
         handlers = Handlers(reconciler, settings.retry_delay_seconds, scaler, workers=settings.reconcile_workers)
         registry = kopf.OperatorRegistry()
         kopf.on.login(registry=registry)(kopf.login_via_client)

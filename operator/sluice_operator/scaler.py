@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ class Memory:
     sample: Snapshot | None = None  # the previous snapshot, for the throughput
     told: str | None = None  # the lasting state last told by an event (frozen, deferred, lag unknown)
     brokers: str | None = None  # the workers' SLUICE_KAFKA_BOOTSTRAP_SERVERS, once the spec's address gave no answer
+    status_written: float | None = None  # when this process last wrote the lag checks' status keys (epoch s)
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,15 @@ class Scaler:
     """Checks pipelines (each one check at a time) and remembers each between checks."""
 
     def __init__(
-        self, kube: Kube, reader: LagReader, metrics: OperatorMetrics, pipelines: PipelineCache | None = None
+        self,
+        kube: Kube,
+        reader: LagReader,
+        metrics: OperatorMetrics,
+        pipelines: PipelineCache | None = None,
+        status_refresh_seconds: float = 300.0,
     ) -> None:
         self.kube, self.reader, self.metrics = kube, reader, metrics
+        self.status_refresh_seconds = status_refresh_seconds  # how stale a minor change of the figures may get
         self.pipelines = pipelines  # told of each status written, so that the next check compares with it
         self._guard = threading.Lock()
         self._memory: dict[tuple[str, str], Memory] = {}
@@ -150,7 +158,7 @@ class Scaler:
         for gauge in (self.metrics.lag, self.metrics.partitions, self.metrics.throughput):
             gauge.labels(namespace, name).set(float("nan"))
         memory.sample = None
-        self._write_status(body, {"lag": None, "partitions": None, "throughput": None})
+        self._write_status(body, memory, {"lag": None, "partitions": None, "throughput": None}, time.time())
         secret = secret_name(name)
         if memory.brokers is None:
             where = (
@@ -194,7 +202,7 @@ class Scaler:
                 observed["desiredReplicas"] = None
         self.metrics.desired_replicas.labels(namespace, name).set(workers(pipeline, {**previous, **observed}))
 
-        self._write_status(body, observed)
+        self._write_status(body, memory, observed, snapshot.taken)
         if decision is not None and spec.replicas != decision.replicas:
             self._set_replicas(body, spec.replicas, decision.replicas)
         return Check(body, events)
@@ -228,14 +236,17 @@ class Scaler:
             self.metrics.scale_decisions.labels(namespace, name, decision.action).inc()
         return decision, events + decision_events(decision, memory, blocker is not None and blocker.degraded)
 
-    def _write_status(self, body: Obj, observed: Mapping[str, Any]) -> None:
-        """Merge-patches the lag checks' keys of the status (LAG_KEYS), if they changed."""
+    def _write_status(self, body: Obj, memory: Memory, observed: Mapping[str, Any], now: float) -> None:
+        """Merge-patches the lag checks' keys of the status (LAG_KEYS), if they changed enough (lag_status_due)."""
         previous = status.owned(body.get("status") or {}, status.LAG_KEYS)
         new = {key: value for key, value in {**previous, **observed}.items() if value is not None}
-        if new != previous:
+        last = memory.status_written
+        refresh_due = last is None or now - last >= self.status_refresh_seconds
+        if status.lag_status_due(previous, new, refresh_due):
             meta = body["metadata"]
             patch = {"status": status.merge_patch(previous, new, status.LAG_KEYS)}
             written = self.kube.merge_patch(PIPELINES, meta["namespace"], meta["name"], patch, "status")
+            memory.status_written = now
             if self.pipelines is not None:
                 self.pipelines.put(written, watched=False)
 

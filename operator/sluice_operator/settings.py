@@ -64,6 +64,13 @@ class OperatorSettings(BaseSettings):
     lag_interval_seconds: float = Field(
         default=30.0, ge=0, description="Read each pipeline's lag from Kafka and autoscale it this often; 0: never."
     )
+    lag_status_refresh_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="A minor change of a pipeline's lag or throughput (under 10% of the value shown, and under 100 "
+        "messages or 1 message a second) is written to its status at most this often; a larger change, a lag down to "
+        "0 or a stopped throughput at the next check. The operator's /metrics has every check's figures.",
+    )
     upgrade_crd: bool = Field(
         default=False,
         description="At start, the leader server-side applies the DataPipeline CRD of this operator's own model, so "

@@ -86,6 +86,30 @@ def _aliases(names: Sequence[str]) -> frozenset[str]:
 # The status keys the lag checks write; the reconciler writes the others. Each merge-patches only its own.
 LAG_KEYS: Final = _aliases(("lag", "partitions", "throughput", "desired_replicas", "last_scale_time"))
 RECONCILE_KEYS: Final = _aliases([name for name in PipelineStatus.model_fields]) - LAG_KEYS
+# The figures a busy pipeline changes at every check, and the step below which a change of one is minor.
+MINOR_STEPS: Final = {"lag": 100, "throughput": 1.0}  # messages, messages a second
+
+
+def lag_status_due(shown: Mapping[str, Any], observed: Mapping[str, Any], refresh_due: bool) -> bool:
+    """Whether the lag checks' part of the status (`shown`) is to be written as `observed`.
+
+    At once when a key but the figures changed, or a figure appeared, went away, fell to zero or moved by at least
+    its minor step and 10% of the value shown; a minor change of the figures waits until `refresh_due`. So a
+    pipeline whose lag wavers costs the API server a write each refresh, not each check, while a backlog, a
+    catch-up or a stop shows at the next check. /metrics has every check's figures.
+    """
+    minor = False
+    for key in shown.keys() | observed.keys():
+        before, after = shown.get(key), observed.get(key)
+        if before == after:
+            continue
+        step = MINOR_STEPS.get(key)
+        if step is None or before is None or after is None or after == 0:
+            return True
+        if abs(after - before) >= max(step, 0.1 * abs(before)):
+            return True
+        minor = True
+    return minor and refresh_due
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ def test_monitoring_is_off_by_default() -> None:
     assert not find(manifests, "ConfigMap")
     (container,) = one(manifests, "Deployment")["spec"]["template"]["spec"]["containers"]
     assert env_of(container)["SLUICE_LAG_INTERVAL_SECONDS"] == "30"
+    assert env_of(container)["SLUICE_LAG_STATUS_REFRESH_SECONDS"] == "300"
 
 
 def test_pod_monitors_scrape_the_workers_by_pipeline_and_the_operator_with_its_labels() -> None:

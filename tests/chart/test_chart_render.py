@@ -186,6 +186,7 @@ def test_several_replicas_without_leader_election_are_refused() -> None:
         pytest.param(["--set", "image.pullPolicy=Sometimes"], "pullPolicy", id="not-in-enum-pull-policy"),
         pytest.param(["--set", "healthPort=70000"], "healthPort", id="port-out-of-range"),
         pytest.param(["--set", "lagIntervalSeconds=-1"], "lagIntervalSeconds", id="negative-interval"),
+        pytest.param(["--set", "lagStatusRefreshSeconds=0"], "lagStatusRefreshSeconds", id="zero-refresh"),
         pytest.param(["--set", "metrics.podMonitor.enabeld=true"], "enabeld", id="unknown-nested-key"),
         pytest.param(["--set-json", 'networkPolicy.kafkaEgress=[{"too": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}]'],
                      "too", id="unknown-key-in-egress-rule"),

@@ -34,11 +34,16 @@ NAME = "gophers-r-us"
 PARTITIONS = 6
 TARGET = 100  # messages of lag per worker
 LAG_INTERVAL = 1.0  # seconds between the operator's lag checks
+STATUS_REFRESH = 10.0  # at most this long a minor change of the lag waits to be written to the status
 
 
 @pytest.fixture(scope="module")
 def module_env() -> dict[str, str]:
-    return {"SLUICE_LAG_INTERVAL_SECONDS": str(LAG_INTERVAL), "SLUICE_KAFKA_TIMEOUT_SECONDS": "5"}
+    return {
+        "SLUICE_LAG_INTERVAL_SECONDS": str(LAG_INTERVAL),
+        "SLUICE_KAFKA_TIMEOUT_SECONDS": "5",
+        "SLUICE_LAG_STATUS_REFRESH_SECONDS": str(STATUS_REFRESH),
+    }
 
 
 class Topic:
@@ -244,6 +249,38 @@ def test_without_autoscaling_the_lag_is_shown_and_the_replicas_left_alone(
     assert "sluice_operator_leader 1.0" in exported
     assert 'sluice_operator_reconciles_total{result="ok"}' in exported
     assert "sluice_operator_reconcile_queue_depth 0.0" in exported  # all reconciled
+
+
+def test_a_minor_change_of_the_lag_waits_for_the_refresh_and_a_catch_up_shows_at_once(
+    operator: Operator, kubectl: Kubectl, admin: Kube, namespace: str, topic: Topic
+) -> None:
+    """A busy pipeline's lag wavers at every check: /metrics has each check's figure, the status (one write to the
+    API server each) a minor change only each refresh, and a lag down to 0 at the next check."""
+    topic.produce(1200)
+    manifest = autoscaled(namespace, topic)
+    del manifest["spec"]["autoscaling"]
+    kubectl.apply(manifest)
+    # The second check adds the throughput (0: nothing committed); the figures stand from then on.
+    wait_for(lambda: status(admin, namespace).get("throughput") == 0, what="status.throughput 0 with lag 1200")
+    assert status(admin, namespace)["lag"] == 1200
+    topic.produce(60)  # 1260: under 100 messages and 10% more
+    series = f'namespace="{namespace}",pipeline="{NAME}"'
+    wait_for(lambda: f"sluice_operator_pipeline_lag{{{series}}} 1260.0" in scrape(operator), what="lag 1260 checked")
+    checked = time.monotonic()
+    shown = set()
+    while time.monotonic() - checked < 3 * LAG_INTERVAL:  # three more checks of a lag of 1260
+        shown.add(status(admin, namespace)["lag"])
+        time.sleep(0.2)
+    assert shown == {1200}, "a minor change was written before the refresh"
+    wait_for(
+        lambda: status(admin, namespace)["lag"] == 1260, timeout=STATUS_REFRESH + 5, what="status.lag 1260 refreshed"
+    )
+
+    topic.commit(f"{namespace}.{NAME}", 210)  # all 1,260 messages: caught up
+    committed = time.monotonic()
+    wait_for(lambda: status(admin, namespace)["lag"] == 0, timeout=STATUS_REFRESH, what="status.lag 0")
+    assert time.monotonic() - committed < STATUS_REFRESH / 2, "the catch-up waited for the refresh"
+    assert printed(kubectl, namespace)["LAG"] == "0"
 
 
 def test_a_lag_the_operator_cannot_read_is_told_once_and_leaves_the_workers(

@@ -25,6 +25,7 @@ def test_defaults_watch_every_namespace_with_leader_election() -> None:
     assert settings.leader_election and settings.lease_name == "sluice-operator"
     assert settings.renew_interval_seconds < settings.renew_deadline_seconds < settings.lease_duration_seconds
     assert (settings.lag_interval_seconds, settings.kafka_timeout_seconds) == (30, 10)
+    assert settings.lag_status_refresh_seconds == 300
 
 
 def test_the_environment_decides(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,6 +46,7 @@ def test_the_environment_decides(monkeypatch: pytest.MonkeyPatch) -> None:
         ("SLUICE_LOG_LEVEL", "LOUD"),
         ("SLUICE_LEASE_DURATION_SECONDS", "1"),
         ("SLUICE_LAG_INTERVAL_SECONDS", "-1"),
+        ("SLUICE_LAG_STATUS_REFRESH_SECONDS", "0"),
         ("SLUICE_KAFKA_TIMEOUT_SECONDS", "0"),
         ("SLUICE_OBJECTS_IN_FLIGHT", "0"),
     ],

@@ -14,6 +14,7 @@ from sluice_operator.status import (
     build_status,
     condition,
     failed,
+    lag_status_due,
     merge_conditions,
     merge_patch,
     owned,
@@ -175,3 +176,50 @@ def test_a_spec_field_unset_is_removed_from_the_spec_last_handled() -> None:
         "observedGeneration": 2,
         "lastHandledSpec": {"replicas": 2, "disruptionBudget": None},  # a merge patch of {"replicas": 2} keeps it
     }
+
+
+SHOWN = {"lag": 1200, "partitions": 6, "throughput": 400.0, "desiredReplicas": 3}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"lag": 1299, "throughput": 439.0},  # under 100 messages, under 10% of 400 msgs/s
+        {"lag": 1101},
+        {"throughput": 360.5},
+    ],
+)
+def test_a_minor_change_of_the_figures_waits_for_the_refresh(change: dict[str, Any]) -> None:
+    observed = SHOWN | change
+    assert not lag_status_due(SHOWN, observed, refresh_due=False)
+    assert lag_status_due(SHOWN, observed, refresh_due=True)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"lag": 1320},  # 120 messages, 10% of the lag shown
+        {"lag": 0},  # caught up
+        {"throughput": 0.0},  # stopped
+        {"throughput": 440.0},  # 10% of the throughput shown
+        {"partitions": 12},
+        {"desiredReplicas": 4},
+        {"lastScaleTime": "2026-01-02T03:04:05Z"},
+    ],
+)
+def test_a_change_a_user_acts_on_is_written_at_once(change: dict[str, Any]) -> None:
+    assert lag_status_due(SHOWN, SHOWN | change, refresh_due=False)
+
+
+def test_figures_appearing_or_going_away_are_written_at_once() -> None:
+    assert lag_status_due({}, {"lag": 3, "partitions": 6}, refresh_due=False)
+    unknown = {key: value for key, value in SHOWN.items() if key not in ("lag", "throughput", "partitions")}
+    assert lag_status_due(SHOWN, unknown, refresh_due=False)
+
+
+def test_small_lags_need_a_step_of_100_messages_and_the_same_figures_are_never_written() -> None:
+    small = {"lag": 0, "throughput": 0.0}
+    assert not lag_status_due(small, {"lag": 40, "throughput": 0.5}, refresh_due=False)
+    assert lag_status_due(small, {"lag": 100, "throughput": 0.0}, refresh_due=False)
+    assert lag_status_due({"lag": 40}, {"lag": 0}, refresh_due=False)  # back to 0 shows at once
+    assert not lag_status_due(SHOWN, dict(SHOWN), refresh_due=True)
