@@ -90,7 +90,9 @@ def consumer_config(pipeline: DataPipeline, settings: WorkerSettings) -> dict[st
 
 def message_headers(message: Message) -> tuple[tuple[str, bytes | None], ...]:
     """A consumed message's headers as (name, raw value) pairs, in order."""
-    headers = message.headers() or []
+    headers = message.headers()
+    if not headers:  # the common case: no generator to make
+        return ()
     pairs = headers.items() if isinstance(headers, dict) else headers
     return tuple((name, value.encode() if isinstance(value, str) else value) for name, value in pairs)
 
@@ -98,14 +100,15 @@ def message_headers(message: Message) -> tuple[tuple[str, bytes | None], ...]:
 def to_record(message: Message) -> Record:
     """A consumed message as the transform sees it."""
     _, timestamp = message.timestamp()
+    # topic, partition, offset, timestamp_ms, key, value, headers: by position, half the cost of by name
     return Record(
-        topic=message.topic() or "",
-        partition=message.partition() or 0,
-        offset=message.offset() or 0,
-        timestamp_ms=timestamp,
-        key=message.key(),
-        value=message.value(),
-        headers=message_headers(message),
+        message.topic() or "",
+        message.partition() or 0,
+        message.offset() or 0,
+        timestamp,
+        message.key(),
+        message.value(),
+        message_headers(message),
     )
 
 

@@ -8,6 +8,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -31,6 +32,14 @@ log = logging.getLogger("sluice.worker")
 REBALANCE_DRAIN_SECONDS = 10.0  # how long a revoked partition's writes may take before we let it go
 # Allocations between young-generation collections (Python's default: 700). See tune_garbage_collector().
 GC_YOUNG_THRESHOLD = 20_000
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Rows forming one write, and their bytes as the sink counts them."""
+
+    rows: list[PendingRow] = field(default_factory=list)
+    size: int = 0
 
 
 class PipelineWorker:
@@ -148,8 +157,7 @@ class PipelineWorker:
         self._writes.send_waiting(1 if self._sink_down else self.spec.delivery.max_in_flight)  # one probe while down
 
     def _handle(self, messages: Iterable[Message]) -> None:
-        batches: dict[tuple[object, ...], list[PendingRow]] = {}  # one Kafka partition, one table, same replicas
-        sizes: dict[tuple[object, ...], int] = {}  # their bytes, as the sink counts them
+        batches: dict[tuple[object, ...], _Batch] = {}  # one Kafka partition, one table, same replicas
         consumed: Counter[str] = Counter()
         max_rows, max_bytes = self.spec.delivery.max_rows_per_write, self.spec.delivery.max_bytes_per_write
         rewound: set[TP] = set()  # partitions to read again from a message the registry could not decode yet
@@ -193,15 +201,17 @@ class PipelineWorker:
                     continue
                 key = (record.topic, record.partition, route.table, self._sink.replicas_of(statement))
                 size = self._sink.size_of(statement)
-                if key in batches and sizes[key] + size > max_bytes:  # full: it goes, the row starts the next one
-                    self._send(batches.pop(key))
-                if key not in batches:
-                    batches[key], sizes[key] = [], 0
-                batches[key].append(PendingRow(record, statement, route.table))
-                sizes[key] += size
-                if len(batches[key]) == max_rows:
-                    self._send(batches.pop(key))
-        self._writes.waiting.extend(Write(batch) for batch in batches.values())
+                batch = batches.get(key)
+                if batch is not None and batch.size + size > max_bytes:  # full: it goes, the row starts the next one
+                    self._send(batches.pop(key).rows)
+                    batch = None
+                if batch is None:
+                    batch = batches[key] = _Batch()
+                batch.rows.append(PendingRow(record, statement, route.table))
+                batch.size += size
+                if len(batch.rows) == max_rows:
+                    self._send(batches.pop(key).rows)
+        self._writes.waiting.extend(Write(batch.rows) for batch in batches.values())
         for topic, count in consumed.items():
             self._consumed(topic).inc(count)
         self._pump()
