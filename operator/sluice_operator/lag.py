@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:  # not at run time: the lag reader's child process (offsets.py) imports this module, not pydantic
     from sluice_worker.model import StartFrom
@@ -45,6 +45,23 @@ def partition_lag(offsets: PartitionOffsets, start_from: StartFrom) -> int:
 def total_lag(snapshot: Snapshot, start_from: StartFrom) -> int:
     """The group's lag over all partitions of its topics."""
     return sum(partition_lag(offsets, start_from) for offsets in snapshot.partitions.values())
+
+
+# The throughput is measured over at least this long: over a few seconds, commits in bursts make it waver by more
+# than the 10% that writes it to the status at once (status.lag_status_due), so short lag intervals would write
+# every check. With checks further apart than this, it is measured between the last two.
+THROUGHPUT_WINDOW_SECONDS: Final = 30.0
+
+
+def windowed(
+    samples: Sequence[Snapshot], snapshot: Snapshot, seconds: float = THROUGHPUT_WINDOW_SECONDS
+) -> list[Snapshot]:
+    """`samples` (oldest first) with `snapshot` added, keeping the newest sample at least `seconds` older than it
+    (or the oldest there is) and those after: the first one kept is where the throughput is measured from."""
+    kept = [*samples, snapshot]
+    while len(kept) > 2 and snapshot.taken - kept[1].taken >= seconds:
+        kept.pop(0)
+    return kept
 
 
 def throughput(before: Snapshot | None, after: Snapshot, start_from: StartFrom) -> float | None:

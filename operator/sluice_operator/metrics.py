@@ -38,7 +38,7 @@ class OperatorMetrics:
         )
         self.throughput = Gauge(
             "sluice_operator_pipeline_throughput",
-            "Messages per second the group committed between the last two lag checks",
+            "Messages per second the group committed over the last 30 s (or between the last two lag checks)",
             PIPELINE,
             registry=r,
         )

@@ -20,7 +20,7 @@ from .builders import workers
 from .children import PipelineCache
 from .kafka import LagReader, LagUnavailable
 from .kube import ApiError, Event, Kube
-from .lag import Snapshot, throughput, total_lag
+from .lag import Snapshot, throughput, total_lag, windowed
 from .metrics import OperatorMetrics
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ class Memory:
     """What the checks of one pipeline carry over; lost on a restart, which only delays a scale-down."""
 
     history: History | None = None  # recommendations within the stabilization window
-    sample: Snapshot | None = None  # the previous snapshot, for the throughput
+    samples: list[Snapshot] = field(default_factory=list)  # the snapshots the throughput is measured over (windowed)
     told: str | None = None  # the lasting state last told by an event (frozen, deferred, lag unknown)
     brokers: str | None = None  # the workers' SLUICE_KAFKA_BOOTSTRAP_SERVERS, once the spec's address gave no answer
     status_written: float | None = None  # when this process last wrote the lag checks' status keys (epoch s)
@@ -157,7 +157,7 @@ class Scaler:
         self.metrics.lag_errors.labels(namespace, name).inc()
         for gauge in (self.metrics.lag, self.metrics.partitions, self.metrics.throughput):
             gauge.labels(namespace, name).set(float("nan"))
-        memory.sample = None
+        memory.samples = []
         self._write_status(body, memory, {"lag": None, "partitions": None, "throughput": None}, time.time())
         secret = secret_name(name)
         if memory.brokers is None:
@@ -177,8 +177,8 @@ class Scaler:
         namespace, name = pipeline.metadata.namespace, pipeline.metadata.name
         spec, previous = pipeline.spec, body.get("status") or {}
         lag, partitions = total_lag(snapshot, spec.source.start_from), len(snapshot.partitions)
-        rate = throughput(memory.sample, snapshot, spec.source.start_from)
-        memory.sample = snapshot
+        memory.samples = windowed(memory.samples, snapshot)
+        rate = throughput(memory.samples[0], snapshot, spec.source.start_from)  # None from the first snapshot
         observed: dict[str, Any] = {
             "lag": lag,
             "partitions": partitions,

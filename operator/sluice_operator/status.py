@@ -67,7 +67,10 @@ class PipelineStatus(StatusModel):
     )
     partitions: int | None = Field(default=None, ge=0, description="Partitions of the source topics.")
     throughput: float | None = Field(
-        default=None, ge=0, description="Messages per second the group committed between the last two lag checks."
+        default=None,
+        ge=0,
+        description="Messages per second the group committed over the last 30 s (between the last two lag checks "
+        "when they are further apart).",
     )
     desired_replicas: int | None = Field(
         default=None, ge=0, description="Workers the autoscaler decided on last, while spec.autoscaling is enabled."

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 from sluice_operator.kafka import LagUnavailable, admin_config
-from sluice_operator.lag import PartitionOffsets, Snapshot, partition_lag, position, throughput, total_lag
+from sluice_operator.lag import (
+    THROUGHPUT_WINDOW_SECONDS,
+    PartitionOffsets,
+    Snapshot,
+    partition_lag,
+    position,
+    throughput,
+    total_lag,
+    windowed,
+)
+from sluice_operator.status import lag_status_due
 from sluice_worker.model import SourceSpec
 
 T0 = 1_800_000_000.0
@@ -47,6 +57,43 @@ def test_an_offset_reset_is_no_progress_and_new_partitions_wait_for_a_second_sna
     before = snapshot(T0, 50)
     after = snapshot(T0 + 1, 20, 30)
     assert throughput(before, after, "earliest") == 0
+
+
+def test_with_checks_a_window_apart_the_throughput_is_between_the_last_two() -> None:
+    samples: list[Snapshot] = []
+    for number in range(4):
+        samples = windowed(samples, snapshot(T0 + THROUGHPUT_WINDOW_SECONDS * number, 10 * number, latest=1000))
+    assert [s.taken for s in samples] == [T0 + THROUGHPUT_WINDOW_SECONDS * 2, T0 + THROUGHPUT_WINDOW_SECONDS * 3]
+
+
+def test_with_frequent_checks_a_bursty_commit_shows_a_steady_throughput() -> None:
+    """A worker committing 100 messages every 4 s (25 msgs/s), checked every 2 s: between two checks that is
+    0 or 50 msgs/s, which would write the status at every check; over the window it stays near 25."""
+    samples: list[Snapshot] = []
+    shown: dict[str, float] = {}
+    per_check: list[float | None] = []
+    filling, writes = 0, 0
+    for check in range(60):
+        taken = T0 + 2 * check
+        samples = windowed(samples, snapshot(taken, 100 * (check // 2), latest=100_000))
+        rate = throughput(samples[0], samples[-1], "earliest")
+        last_two = throughput(samples[-2], samples[-1], "earliest") if len(samples) > 1 else None
+        if rate is None:
+            continue
+        per_check.append(last_two)
+        assert samples[-1].taken - samples[0].taken <= THROUGHPUT_WINDOW_SECONDS + 2
+        observed = {"throughput": round(rate, 2)}
+        due = lag_status_due(shown, observed, refresh_due=False)
+        if due:
+            shown = observed
+        if taken - T0 < THROUGHPUT_WINDOW_SECONDS:
+            filling += due
+        else:  # a full window
+            assert 25 * 0.9 <= rate <= 25 * 1.1
+            writes += due
+    assert set(per_check) == {0.0, 50.0}  # what the last two checks alone would show, a write each check
+    assert filling <= 14  # while the window fills: one a check at most (the rate settles)
+    assert writes <= 1  # of the 45 checks with a full window
 
 
 def test_the_admin_client_connects_like_the_workers_but_without_sasl() -> None:
