@@ -6,9 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from typing import Any
 
 from cassandra import ConsistencyLevel  # type: ignore[attr-defined]
 from cassandra.cluster import Session
+from cassandra.cqltypes import DateType
+from cassandra.marshal import int64_pack
 from cassandra.query import UNSET_VALUE, BoundStatement, PreparedStatement
 
 from .model import TableTarget
@@ -52,7 +55,7 @@ class TableStatements:
         """Each insert marker's serializer, from its column's type: bind() serializes a row's values itself, at
         half the cost of the driver's BoundStatement.bind (which looks up each column's metadata and an
         encryption policy again for every value of every row; Sluice sets no such policy)."""
-        return [column.type.serialize for column in self.insert.column_metadata]
+        return [_serializer(column.type) for column in self.insert.column_metadata]
 
     @cached_property
     def routing_indexes(self) -> list[int]:
@@ -130,6 +133,20 @@ def primary_key(session: Session, target: TableTarget) -> list[str]:
     if table is None:
         raise ConnectionError(f"table {target.name} does not exist")
     return [column.name for column in table.primary_key]
+
+
+def _serializer(cql_type: Any) -> Callable[[object, int], bytes]:
+    """The column type's serializer; for a timestamp given as integer milliseconds (as to_cql_value makes them)
+    one that packs it at once: the driver's tries a datetime's methods first and so reaches an integer only
+    through two exceptions."""
+    serialize: Callable[[object, int], bytes] = cql_type.serialize
+    if issubclass(cql_type, DateType):
+
+        def timestamp(value: object, version: int) -> bytes:
+            return int64_pack(value) if type(value) is int else serialize(value, version)
+
+        return timestamp
+    return serialize
 
 
 def to_cql_value(value: object) -> object:

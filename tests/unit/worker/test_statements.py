@@ -110,3 +110,10 @@ def test_a_partition_key_left_unset_fails_naming_the_column() -> None:
     table = statements(["id", "price"], partition_key=[0])
     with pytest.raises(ValueError, match="routing key 'id'"):
         table.bind({"price": 1.0}, 1)
+
+
+@pytest.mark.parametrize("value", [1_795_694_845_305, -1, 1.5e12, datetime(2026, 12, 6, tzinfo=UTC)])
+def test_a_timestamp_of_any_accepted_type_is_serialized_as_the_driver_does(value: object) -> None:
+    names = ["id", "seen"]
+    (serialize,) = statements(names, partition_key=[0]).serializers[1:2]
+    assert serialize(value, 4) == cqltypes.DateType.serialize(value, 4)
