@@ -174,7 +174,16 @@ class CassandraSink:
                 statement.add(row.statement)
             statement.is_idempotent = True
         future = self._connection.session.execute_async(statement)
-        future.add_callbacks(callback=lambda _: on_done(None), errback=on_done)
+        if isinstance(statement, BatchStatement):
+            # The driver's request future is a reference cycle (its timer refers back to it), so whatever it
+            # holds waits for the garbage collector; emptying the answered batch frees its rows' values now.
+            def answered(error: BaseException | None) -> None:
+                statement.clear()
+                on_done(error)
+
+            future.add_callbacks(callback=lambda _: answered(None), errback=answered)
+        else:
+            future.add_callbacks(callback=lambda _: on_done(None), errback=on_done)
 
     def refuses(self, error: BaseException) -> bool:
         """Whether Cassandra refused the row itself (retrying cannot help), rather than failed to answer."""
