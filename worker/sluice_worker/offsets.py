@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 TopicPartition = tuple[str, int]
@@ -40,17 +41,24 @@ class OffsetTracker:
     def done(self, tp: TopicPartition, offset: int) -> None:
         """Marks one part of `offset` durable (or dead-lettered, or skipped); once all its parts are, advances
         the watermark over every contiguous done offset."""
+        self.all_done(tp, (offset,))
+
+    def all_done(self, tp: TopicPartition, offsets: Iterable[int]) -> None:
+        """`done()` for each of `offsets` (the rows of one write), moving the watermark once."""
         part = self._partitions.get(tp)
         if part is None:  # the partition was revoked meanwhile: a late completion changes nothing
             return
-        left = part.parts.pop(offset, 1) - 1
-        if left:
-            part.parts[offset] = left
-            return
-        part.done.add(offset)
-        while part.pending and part.pending[0] in part.done:
-            head = part.pending.popleft()
-            part.done.discard(head)
+        for offset in offsets:
+            if part.parts:  # some offsets feed several tables
+                left = part.parts.pop(offset, 1) - 1
+                if left:
+                    part.parts[offset] = left
+                    continue
+            part.done.add(offset)
+        pending, done = part.pending, part.done
+        while pending and pending[0] in done:
+            head = pending.popleft()
+            done.discard(head)
             part.committable = head + 1
 
     def outstanding(self, tps: list[TopicPartition] | None = None) -> int:

@@ -263,8 +263,7 @@ class PipelineWorker:
                 continue
             self.metrics.write_latency.observe(time.monotonic() - write.sent_at)
             self._written[write.rows[0].table].inc(len(write.rows))
-            for row in write.rows:
-                self._offsets.done(write.tp, row.record.offset)
+            self._offsets.all_done(write.tp, [row.record.offset for row in write.rows])
             if self._sink_down:
                 log.info("Cassandra is writable again: resuming")
                 self._set_sink_up(True)

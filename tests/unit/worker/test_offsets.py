@@ -42,3 +42,17 @@ def test_partitions_are_independent_and_forgotten_on_revoke() -> None:
     tracker.done(TP, 5)  # a late completion for a revoked partition is ignored
     assert TP not in tracker.to_commit()
     assert tracker.partitions() == [other]
+
+
+def test_a_writes_rows_are_done_together_and_an_offset_of_two_tables_waits_for_both() -> None:
+    tracker = OffsetTracker()
+    tracker.consumed(TP, 20, parts=2)  # feeds two tables
+    for offset in (21, 22, 23):
+        tracker.consumed(TP, offset)
+    tracker.all_done(TP, [23, 21, 20])  # one table's write, rows in any order
+    assert tracker.to_commit() == {}  # 20 waits for its other table
+    tracker.all_done(TP, [20, 22])
+    assert tracker.to_commit() == {TP: 24}
+    assert tracker.outstanding() == 0
+    tracker.all_done(("gone", 0), [1])  # a revoked partition's late answer changes nothing
+    assert tracker.partitions() == [TP]
