@@ -44,9 +44,20 @@ def decoder_for(source: SourceSpec, credentials_dir: Path) -> Decoder:
 def decode_json(record: Record) -> object:
     assert record.value is not None
     try:
-        return json.loads(record.value)
+        return parse_json(record.value)
     except (ValueError, RecursionError) as error:
         raise Undecodable(f"message value is not valid JSON: {error}", "invalid_json") from None
+
+
+_decode_text = json.JSONDecoder().decode
+
+
+def parse_json(value: bytes) -> object:
+    """`json.loads(value)`, sparing the common case (an object in UTF-8) its encoding sniffing, which costs a
+    third of parsing a small message: a value opening with `{` and no NUL after it is UTF-8 to json.loads too."""
+    if value[:1] == b"{" and value[1:2] != b"\x00":
+        return _decode_text(value.decode("utf-8", "surrogatepass"))
+    return json.loads(value)
 
 
 class _RegistryDecoder:

@@ -77,8 +77,9 @@ class TableStatements:
             ]
         except Exception:  # a value its column's type refuses: the driver's own bind raises, naming the column
             return insert.bind(values)
-        if any(serialized[i] is UNSET_VALUE for i in self.routing_indexes):
-            return insert.bind(values)  # raises naming the partition key column left unset
+        for index in self.routing_indexes:
+            if serialized[index] is UNSET_VALUE:
+                return insert.bind(values)  # raises naming the partition key column left unset
         statement = BoundStatement(insert)
         statement.values, statement.raw_values = serialized, values
         return statement

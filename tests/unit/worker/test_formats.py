@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -60,3 +62,40 @@ def test_a_bad_spec_names_the_field() -> None:
     with pytest.raises(PipelineError) as raised:
         parse_pipeline(manifest)
     assert str(raised.value) == "spec.source: formats avro and protobuf need schemaRegistry, and only they use one"
+
+
+TEXT = '{"id": "g-1", "name": "gopher \u00e9 \U0001f600", "n": 123456789012345678901234567890}'
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        TEXT.encode(),
+        b"  " + TEXT.encode(),  # not opening with {: json.loads' own way
+        b"[1, 2]",
+        b'{"lone": "\xed\xa0\x80"}',  # a lone surrogate, as json.loads lets through ('surrogatepass')
+        TEXT.encode("utf-16-le"),  # UTF-16 and -32, with and without a byte order mark, and UTF-8's
+        TEXT.encode("utf-16"),
+        TEXT.encode("utf-32-be"),
+        TEXT.encode("utf-32"),
+        b"\xef\xbb\xbf" + TEXT.encode(),
+        b"{\x00",
+        b"{}",
+    ],
+)
+def test_json_values_decode_as_json_loads_decodes_them(value: bytes) -> None:
+    try:
+        expected: object = json.loads(value)
+    except ValueError as error:
+        with pytest.raises(Undecodable, match=re.escape(str(error))):
+            decode_json(Record("t", 0, 0, 0, value=value))
+        return
+    assert decode_json(Record("t", 0, 0, 0, value=value)) == expected
+
+
+@pytest.mark.parametrize("value", [b'{"a": "\xff"}', b'{"a": 1', b"{\x00\x00\x00"])
+def test_a_value_json_loads_refuses_is_refused_with_its_reason(value: bytes) -> None:
+    with pytest.raises(ValueError) as expected:
+        json.loads(value)
+    with pytest.raises(Undecodable, match=re.escape(str(expected.value))):
+        decode_json(Record("t", 0, 0, 0, value=value))
