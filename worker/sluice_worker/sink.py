@@ -19,6 +19,7 @@ from cassandra.query import BatchStatement, BatchType, BoundStatement, Statement
 from .credentials import CREDENTIALS_DIR, cassandra_login, cassandra_ssl_context
 from .deadline import Deadline
 from .model import SinkSpec, TableTarget
+from .replicas import ReplicaIndex
 from .statements import TableStatements
 from .transform import Row
 from .writes import PendingRow, WriteCallback
@@ -97,7 +98,7 @@ class CassandraSink:
         except BaseException:
             cluster.shutdown()
             raise
-        return _Connection(cluster, session, tables)
+        return _Connection(cluster, session, tables, ReplicaIndex(cluster.metadata))
 
     def reconnect_if_lost(self) -> None:
         """Connects anew, in the background, once no host has been up for RECONNECT_AFTER_SECONDS; the new
@@ -151,8 +152,7 @@ class CassandraSink:
     def replicas_of(self, statement: BoundStatement) -> tuple[object, ...]:
         """The nodes holding the row's partition: rows with the same replicas can share a batch."""
         assert self._connection is not None
-        hosts = self._connection.cluster.metadata.get_replicas(statement.keyspace, statement.routing_key)
-        return tuple(host.host_id for host in hosts)
+        return self._connection.replicas.of(statement.keyspace, statement.routing_key)
 
     def size_of(self, statement: BoundStatement) -> int:
         """About the bytes Cassandra counts for the row against its batch size thresholds: its bound values and
@@ -209,11 +209,13 @@ class CassandraSink:
 
 @dataclass(frozen=True)
 class _Connection:
-    """One driver instance: its cluster, session and each table's prepared statements (in targets' order)."""
+    """One driver instance: its cluster, session, each table's prepared statements (in targets' order) and the
+    replicas of its token map."""
 
     cluster: Cluster
     session: Session
     tables: list[TableStatements]
+    replicas: ReplicaIndex
 
 
 def describe(error: BaseException) -> str:
