@@ -6,6 +6,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any
 
+import cassandra.metadata
 from cassandra.metadata import Metadata, Murmur3Token
 
 ReplicaIds = tuple[Any, ...]  # the host ids of a partition's replicas, in the driver's order
@@ -27,16 +28,18 @@ class ReplicaIndex:
     in Python; a worker does it once a row. This keeps each keyspace's ring as sorted integers and the replicas of
     each range as a tuple of host ids, read again whenever the driver replaces its token map or a keyspace's
     replica map (a node joined or left, the replication changed). Murmur3Partitioner only (every Cassandra's default
-    since 1.2); any other partitioner, or a keyspace the driver has no replica map for, is the driver's lookup.
+    since 1.2) with the driver's compiled murmur3; any other partitioner, a driver without it, or a keyspace the
+    driver has no replica map for, is the driver's lookup.
     """
 
     def __init__(self, metadata: Metadata) -> None:
         self._metadata = metadata
         self._rings: dict[str, _Ring] = {}
+        self._hashes = cassandra.metadata.murmur3 is not None  # else the driver finds no replicas (NoMurmur3)
 
     def of(self, keyspace: str, routing_key: bytes | None) -> ReplicaIds:
         token_map = self._metadata.token_map
-        if token_map is None or routing_key is None or token_map.token_class is not Murmur3Token:
+        if token_map is None or routing_key is None or token_map.token_class is not Murmur3Token or not self._hashes:
             return self._by_driver(keyspace, routing_key)
         hosts_by_token = token_map.tokens_to_hosts_by_ks.get(keyspace)
         ring = self._rings.get(keyspace)

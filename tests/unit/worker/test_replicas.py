@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import uuid
 
+import cassandra.metadata
 import pytest
 from cassandra.connection import DefaultEndPoint
 from cassandra.metadata import KeyspaceMetadata, Metadata, Murmur3Token
@@ -88,3 +89,9 @@ def test_without_a_token_map_or_a_routing_key_it_is_the_driver_answer() -> None:
     metadata, _ = cluster_metadata(3, 2)
     assert ReplicaIndex(metadata).of("simple", None) == ()
     assert ReplicaIndex(metadata).of("no_such_keyspace", b"key") == by_driver(metadata, "no_such_keyspace", b"key")
+
+
+def test_a_driver_without_its_murmur3_extension_gives_its_own_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    metadata, _ = cluster_metadata(3, 2)
+    monkeypatch.setattr(cassandra.metadata, "murmur3", None)  # as a driver installed without its C extensions
+    assert ReplicaIndex(metadata).of("simple", b"key") == by_driver(metadata, "simple", b"key") == ()
