@@ -668,7 +668,8 @@ class DeliverySpec(SpecModel):
         ge=1,
         le=1000,
         description="Most rows of one write request: rows bound for the same replicas (and of the same table and "
-        "Kafka partition) go as one unlogged batch, which costs Cassandra far less CPU per row than one request each.",
+        "Kafka partition) go as one unlogged batch, which costs Cassandra far less CPU per row than one request each; "
+        "a partition's rows go together.",
     )
     max_bytes_per_write: int = Field(
         default=4096,
@@ -677,7 +678,8 @@ class DeliverySpec(SpecModel):
         description="Most bytes of one write request (the rows' values and their cells' overhead, about what "
         "Cassandra counts): under its batch_size_warn_threshold (5 KiB by default), each batch over which is a WARN "
         "in its log, and far under batch_size_fail_threshold (50 KiB), over which it refuses the batch. Raise it "
-        "with the warn threshold. A larger row goes alone.",
+        "with the warn threshold. A larger row goes alone. Cassandra counts no batch of one partition: rows of one "
+        "partition go up to maxRowsPerWrite (and 1 MiB) a request.",
     )
     retry_backoff: RetryBackoff = Field(default=RetryBackoff(), description="Between write retries.")
     dead_letter_topic: str = Field(

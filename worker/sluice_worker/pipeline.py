@@ -8,11 +8,11 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from .batching import add_row, batches
 from .dead_letters import DeadLetterPublisher
 from .deadline import Deadline, shutdown_budget
 from .formats import Decoder, RegistryUnavailable, Undecodable, decode_json
@@ -32,14 +32,6 @@ log = logging.getLogger("sluice.worker")
 REBALANCE_DRAIN_SECONDS = 10.0  # how long a revoked partition's writes may take before we let it go
 # Allocations between young-generation collections (Python's default: 700). See tune_garbage_collector().
 GC_YOUNG_THRESHOLD = 20_000
-
-
-@dataclass(slots=True)
-class _Batch:
-    """Rows forming one write, and their bytes as the sink counts them."""
-
-    rows: list[PendingRow] = field(default_factory=list)
-    size: int = 0
 
 
 class PipelineWorker:
@@ -157,9 +149,9 @@ class PipelineWorker:
         self._writes.send_waiting(1 if self._sink_down else self.spec.delivery.max_in_flight)  # one probe while down
 
     def _handle(self, messages: Iterable[Message]) -> None:
-        batches: dict[tuple[object, ...], _Batch] = {}  # one Kafka partition, one table, same replicas
+        # The poll's rows by Kafka partition, table and replicas, then by Cassandra partition in the order they came.
+        groups: dict[tuple[object, ...], dict[object, list[PendingRow]]] = {}
         consumed: Counter[str] = Counter()
-        max_rows, max_bytes = self.spec.delivery.max_rows_per_write, self.spec.delivery.max_bytes_per_write
         rewound: set[TP] = set()  # partitions to read again from a message the registry could not decode yet
         for message in messages:
             if message.error():
@@ -199,27 +191,19 @@ class PipelineWorker:
                 statement = self._statement(record, result, route)
                 if statement is None:  # dead-lettered
                     continue
-                key = (record.topic, record.partition, route.table, self._sink.replicas_of(statement))
-                size = self._sink.size_of(statement)
-                batch = batches.get(key)
-                if batch is not None and batch.size + size > max_bytes:  # full: it goes, the row starts the next one
-                    self._send(batches.pop(key).rows)
-                    batch = None
-                if batch is None:
-                    batch = batches[key] = _Batch()
-                batch.rows.append(PendingRow(record, statement, route.table))
-                batch.size += size
-                if len(batch.rows) == max_rows:
-                    self._send(batches.pop(key).rows)
-        self._writes.waiting.extend(Write(batch.rows) for batch in batches.values())
+                replicas, partition = self._sink.placement_of(statement)
+                row = PendingRow(record, statement, route.table, self._sink.size_of(statement))
+                key = (record.topic, record.partition, route.table, replicas)
+                by_partition = groups.get(key)
+                if by_partition is None:
+                    by_partition = groups[key] = {}
+                add_row(by_partition, partition, row)
+        max_rows, max_bytes = self.spec.delivery.max_rows_per_write, self.spec.delivery.max_bytes_per_write
+        for by_partition in groups.values():
+            self._writes.waiting.extend(Write(batch) for batch in batches(by_partition.values(), max_rows, max_bytes))
         for topic, count in consumed.items():
             self._consumed(topic).inc(count)
         self._pump()
-
-    def _send(self, batch: list[PendingRow]) -> None:
-        """A full batch waits for a slot, and the sink is kept busy while the rest of the poll is transformed."""
-        self._writes.waiting.append(Write(batch))
-        self._send_waiting()
 
     def _read_again_later(self, record: Record, problem: RegistryUnavailable) -> None:
         """The registry did not answer for this message: read its partition again from it after a backoff, with

@@ -149,10 +149,12 @@ class CassandraSink:
         assert self._connection is not None, "connect() first"
         return self._connection.tables[table].bind_delete(key, timestamp_us)
 
-    def replicas_of(self, statement: BoundStatement) -> tuple[object, ...]:
-        """The nodes holding the row's partition: rows with the same replicas can share a batch."""
+    def placement_of(self, statement: BoundStatement) -> tuple[tuple[object, ...], bytes | None]:
+        """The nodes holding the row's partition (rows with the same replicas can share a batch), and the partition:
+        its key as sent (None when the driver cannot tell it)."""
         assert self._connection is not None
-        return self._connection.replicas.of(statement.keyspace, statement.routing_key)
+        partition = statement.routing_key
+        return self._connection.replicas.of(statement.keyspace, partition), partition
 
     def size_of(self, statement: BoundStatement) -> int:
         """About the bytes Cassandra counts for the row against its batch size thresholds: its bound values and

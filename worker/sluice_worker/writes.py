@@ -33,6 +33,7 @@ class PendingRow:
     record: Record
     statement: Any  # what the sink's bind() made of the row; only the sink looks inside
     table: int = 0  # which of the pipeline's tables (a write holds rows of one table)
+    size: int = 0  # about the bytes Cassandra counts for it in a batch (the sink's size_of)
 
 
 class Sink(Protocol):
@@ -44,7 +45,7 @@ class Sink(Protocol):
 
     def bind_delete(self, key: Row, timestamp_us: int, table: int = 0) -> Any: ...  # raises MissingKey
 
-    def replicas_of(self, statement: Any) -> tuple[object, ...]: ...
+    def placement_of(self, statement: Any) -> tuple[tuple[object, ...], object]: ...  # (replicas, partition)
 
     def size_of(self, statement: Any) -> int: ...  # about the bytes Cassandra counts for the row in a batch
 
@@ -69,7 +70,7 @@ class Gauge(Protocol):
 
 @dataclass
 class Write:
-    """One request to the sink: rows of one Kafka partition (and one Cassandra partition, when batched)."""
+    """One request to the sink: rows of one Kafka partition and one table (of the same replicas, when batched)."""
 
     rows: list[PendingRow]
     attempt: int = 0
