@@ -168,6 +168,25 @@ class CpuRecorder:
         )
 
 
+# What Cassandra logs for a batch over batch_size_warn_threshold (WARN) or batch_size_fail_threshold (ERROR).
+BATCH_SIZE_LOG_LINE = "exceeding specified threshold"
+
+
+def log_size(path: Path | None) -> int:
+    """Bytes in the log now (0 if it does not exist yet): where counting later lines starts."""
+    try:
+        return path.stat().st_size if path is not None else 0
+    except OSError:
+        return 0
+
+
+def batch_size_warnings(log: Path, since: int) -> int:
+    """Cassandra's lines for batches over its batch size thresholds, written to `log` after byte `since`."""
+    with log.open("rb") as text:
+        text.seek(since)
+        return sum(1 for line in text if BATCH_SIZE_LOG_LINE.encode() in line)
+
+
 def scrape(url: str, names: tuple[str, ...]) -> dict[str, float]:
     """Sums of the named Prometheus metrics (over all their labels) at `url`; missing ones are 0. A name with
     labels (`sluice_rows_written_total{table="t"}`) is that one sample."""

@@ -18,6 +18,12 @@ TARGETS = {
     "cassandra_cost_ratio_to_benthos_tuned": ("<=", 1.0),
     "sluice_rss_mib": ("<=", 150.0),
 }
+# Sluice tuned over tuned Benthos: shown beside the targets, which hold Sluice at its defaults.
+TUNED_AGAINST_TUNED = (
+    "tuned_ratio_to_benthos_tuned",
+    "tuned_cpu_ratio_to_benthos_tuned",
+    "tuned_cassandra_cost_ratio_to_benthos_tuned",
+)
 OPERATOR_TARGETS = {1000: 20.0, 10_000: 120.0}  # DataPipelines -> all their Deployments within these seconds
 LATENCY_TARGETS = {0.5: 1.0, 0.99: 3.0}  # create -> Deployment, one at a time, with the sizes' pipelines present
 
@@ -79,6 +85,18 @@ def summary(
             for key, result in results.items()
             if result.rows_per_request is not None
         },
+        # Sluice at the best setting of the same search as tuned Benthos's: tuned against tuned, for reference.
+        "sluice_tuned_msgs_per_s": rate("sluice_tuned"),
+        "sluice_tuned_setting": results["sluice_tuned"].extra["best"] if "sluice_tuned" in results else None,
+        "tuned_ratio_to_benthos_tuned": _ratio(rate("sluice_tuned"), rate("benthos_tuned")),
+        "tuned_cpu_ratio_to_benthos_tuned": _ratio(per_1k("sluice_tuned"), per_1k("benthos_tuned")),
+        "tuned_cassandra_cost_ratio_to_benthos_tuned": _ratio(
+            cassandra_us("sluice_tuned"), cassandra_us("benthos_tuned")
+        ),
+        # Cassandra's log lines for batches over its batch_size_warn_threshold, while each system ran.
+        "cassandra_batch_warnings": {
+            key: result.batch_warnings for key, result in results.items() if result.batch_warnings is not None
+        },
         "sluice_rss_mib": mib("sluice"),
         "sluice_peak_rss_mib": mib("sluice", peak=True),
         # Avro values and a second table, each against the plain JSON path of the same run.
@@ -86,10 +104,17 @@ def summary(
         "avro_cpu_s_per_1k": per_1k("avro"),
         "two_tables_msgs_per_s": rate("two_tables"),
         "two_tables_cpu_s_per_1k": per_1k("two_tables"),
-        # With --before-worker: the plain JSON path now against as it was, in the same rounds.
+        # With --before-worker: the plain JSON path (and the two tables) now against as it was, in the same run.
         "sluice_before_msgs_per_s": rate("sluice_before"),
         "sluice_before_cpu_s_per_1k": per_1k("sluice_before"),
         "ratio_to_before": _ratio(sluice, rate("sluice_before")),
+        "two_tables_before_msgs_per_s": rate("two_tables_before"),
+        "two_tables_before_cpu_s_per_1k": per_1k("two_tables_before"),
+        # A table whose partition key repeats (one partition per department): rows of a partition share requests.
+        "by_department_msgs_per_s": rate("by_department"),
+        "by_department_cpu_s_per_1k": per_1k("by_department"),
+        "by_department_before_msgs_per_s": rate("by_department_before"),
+        "by_department_before_cpu_s_per_1k": per_1k("by_department_before"),
     }
     for size in (200, 1000, 10_000):
         scale = next((s for s in operator.scales if s.pipelines == size), None) if operator else None
@@ -113,6 +138,8 @@ def summary(
         "benthos_cpu_s_per_1k": per_1k("benthos"),
         "benthos_tuned_cpu_s_per_1k": per_1k("benthos_tuned"),
         "benthos_tuned_trials": results["benthos_tuned"].extra["trials"] if "benthos_tuned" in results else None,
+        "sluice_tuned_cpu_s_per_1k": per_1k("sluice_tuned"),
+        "sluice_tuned_trials": results["sluice_tuned"].extra["trials"] if "sluice_tuned" in results else None,
         "benthos_build_s": round(benthos_build_seconds, 1) if benthos_build_seconds is not None else None,
         "sluice_startup_s": round(results["sluice"].window.startup, 2) if "sluice" in results else None,
         "driver_single_row_per_s": rate("driver"),
@@ -136,7 +163,8 @@ def table(results: dict[str, Result], summary: dict[str, Any], operator: Operato
     cpus = os.cpu_count() or 1
     header = (
         f"{'system':<52} {'msgs/s':>8} {'msgs':>8} {'secs':>6} {'CPU s/1k':>8} {'own cores':>9} "
-        f"{'Cassandra':>9} {'Kafka':>6} {'machine':>7} {'C* us/row':>9} {'rows/req':>8} {'RSS MiB':>7}  notes"
+        f"{'Cassandra':>9} {'Kafka':>6} {'machine':>7} {'C* us/row':>9} {'rows/req':>8} {'WARNs':>6} "
+        f"{'RSS MiB':>7}  notes"
     )
     lines = [header, "-" * len(header)] if results else []
     for result in sorted(results.values(), key=lambda r: -r.window.rate):
@@ -148,17 +176,20 @@ def table(results: dict[str, Result], summary: dict[str, Any], operator: Operato
         us = result.cassandra_us_per_row
         rss = f"{result.memory.rss_bytes / 2**20:.0f}" if result.memory else "-"
         per_request = f"{result.rows_per_request:.1f}" if result.rows_per_request is not None else "-"
+        warnings = f"{result.batch_warnings:,}" if result.batch_warnings is not None else "-"
         lines.append(
             f"{result.title:<52} {w.rate:>8,.0f} {w.count:>8,} {w.seconds:>6.1f} {result.cpu_per_1k:>8.3f} "
             f"{cores('process'):>9} {cores('cassandra'):>9} {cores('kafka'):>6} "
-            f"{cpu.machine_busy * 100:>6.0f}% {f'{us:.0f}' if us is not None else '-':>9} {per_request:>8} {rss:>7}  "
+            f"{cpu.machine_busy * 100:>6.0f}% {f'{us:.0f}' if us is not None else '-':>9} {per_request:>8} "
+            f"{warnings:>6} {rss:>7}  "
             f"{result.detail}".rstrip()
         )
     if results:
         lines.append(
             f"(own cores, Cassandra, Kafka: CPU cores each used in the window; machine: busy share of {cpus} CPUs;\n"
             " C* us/row: Cassandra's CPU microseconds per row written; rows/req: rows per write request, where the\n"
-            " system counts its requests; RSS: resident memory once every row was durable)"
+            " system counts its requests; WARNs: Cassandra's log lines for batches over its batch_size_warn_threshold\n"
+            " while the system ran; RSS: resident memory once every row was durable)"
         )
         lines.append("")
     for key, (sense, target) in TARGETS.items():
@@ -166,6 +197,10 @@ def table(results: dict[str, Result], summary: dict[str, Any], operator: Operato
         met = value is not None and (value >= target if sense == ">=" else value <= target)
         verdict = "n/a" if value is None else ("met" if met else "MISSED")
         lines.append(f"{key:<37} {value if value is not None else 'null':>8}   target {sense} {target:<5} {verdict}")
+    tuned = [key for key in TUNED_AGAINST_TUNED if summary.get(key) is not None]
+    if tuned:
+        shown = "  ".join(f"{key} {summary[key]}" for key in tuned)
+        lines.append(f"tuned against tuned (the same search for both, {summary['sluice_tuned_setting']}): {shown}")
     if summary["benthos_error"]:
         lines.append(f"benthos: null ({summary['benthos_error']})")
     lines.append("")
@@ -180,8 +215,8 @@ def table(results: dict[str, Result], summary: dict[str, Any], operator: Operato
                 f"peak RSS {scale.peak_rss_bytes / 2**20:.0f} MiB){verdict}"
             )
             if scale.control_plane_cpu_seconds:
-                cpu = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in scale.control_plane_cpu_seconds.items())
-                lines.append(f"          control plane CPU meanwhile: {cpu}")
+                spent = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in scale.control_plane_cpu_seconds.items())
+                lines.append(f"          control plane CPU meanwhile: {spent}")
             if scale.requests:
                 top = ", ".join(f"{what} {n / scale.pipelines:.2f}" for what, n in scale.requests.most_common(8))
                 lines.append(

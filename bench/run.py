@@ -1,10 +1,12 @@
 """`make bench`: Sluice against this machine's limits and against its peers, all in one run.
 
 Produces N Gophers R Us store events to a fresh topic, then measures, each with a table of its own that
-must hold exactly the expected rows: the consume ceiling, the driver ceiling, one sluice-worker, Benthos as
+must hold exactly the expected rows: the consume ceiling, the driver ceiling, one sluice-worker (as shipped, and at
+the best setting of the search tuned Benthos gets), its Avro, two-table and by-department variants, Benthos as
 commonly configured and Benthos at the batching a search found best, and the naive loop; what a row costs Cassandra
 by the shape of its requests; then the operator at 200 and 1,000 DataPipelines. The systems the ratios compare (the
-batched driver ceiling, Sluice, both Benthos) run --rounds times, interleaved, and each reports its median run.
+batched driver ceiling, Sluice, both Benthos, tuned Sluice) run --rounds times, interleaved, and each reports its
+median run.
 Prints a table, then on the last line one JSON object. Exits non-zero if any count is wrong or a system fails.
 """
 
@@ -31,8 +33,9 @@ from . import recovery as recovering
 from . import report
 from .measure import BenchError
 from .placement import Placement, pinned
-from .systems import Context, Result, benthos, consume, driver, naive, operator, shapes, sluice
+from .systems import Context, Result, benthos, consume, driver, naive, operator, shapes, sluice, tuning
 from .systems.operator import OperatorResult
+from .systems.tuning import Setting
 from .tables import Tables
 from .workload import (
     REPO_DIR,
@@ -47,12 +50,25 @@ from .workload import (
 )
 
 CONTROL_PLANE = ("kube-apiserver", "etcd", "kube-controller-manager")  # charged with their CPU of the operator's run
-SYSTEMS = ("consume", "driver", "sluice", "avro", "tables", "benthos", "naive", "shapes", "recovery", "operator")
+SYSTEMS = (
+    "consume",
+    "driver",
+    "sluice",
+    "avro",
+    "tables",
+    "department",
+    "benthos",
+    "naive",
+    "shapes",
+    "recovery",
+    "operator",
+)
 # What the ratios compare: on a 2-core machine shared with Cassandra one run of each varies by about 10%, so
 # these run --rounds times, one after another in each round, and each reports its median run. sluice_before
 # (with --before-worker) is Sluice as it was, run right after Sluice in each round.
-REPEATED = ("driver_batched", "sluice", "sluice_before", "benthos", "benthos_tuned")
+REPEATED = ("driver_batched", "sluice", "sluice_before", "benthos", "benthos_tuned", "sluice_tuned")
 SEED = 6
+TRIAL_ROWS = {False: 20_000, True: 5_000}  # each tuning trial's messages, by --quick
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -90,7 +106,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--before-worker", type=Path,
         help="also measure this sluice-worker (e.g. a venv of an earlier commit) in every round, right after the "
-        "current one: the plain JSON path before and after a change, in one run",
+        "current one: the plain JSON path (and the two-table row) before and after a change, in one run",
     )  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="one more sluice-worker run under py-spy")
     parser.add_argument("--keep", action="store_true", help="keep the topic and tables")
@@ -181,6 +197,7 @@ def measure(args: argparse.Namespace) -> int:
             workdir=workdir,
             run_id=run_id,
             server_pids={name: int(stack.services[name].pid or 0) for name in ("kafka", "cassandra")},
+            cassandra_log=Path(stack.services["cassandra"].log_path),
             avro_topic=avro_topic,
             registry_url=registry_url,
         )
@@ -264,7 +281,7 @@ def measure_systems(ctx: Context, args: argparse.Namespace, benthos_binary: Path
         "driver": lambda: driver.run(
             ctx,
             driver.QUICK_CONCURRENCY if args.quick else driver.CONCURRENCY,
-            5_000 if args.quick else 20_000,
+            TRIAL_ROWS[args.quick],
         ),
         "sluice": lambda: [sluice.run(ctx, changes=args.sluice_set, worker=args.worker)],
     }
@@ -274,10 +291,19 @@ def measure_systems(ctx: Context, args: argparse.Namespace, benthos_binary: Path
     steps["avro"] = lambda: [sluice.run(ctx, "avro", args.sluice_set, worker=args.worker, variant="avro")]
     steps["tables"] = lambda: [sluice.run(ctx, "two_tables", args.sluice_set, worker=args.worker,
                                           variant="two_tables")]  # fmt: skip
+    steps["department"] = lambda: [sluice.run(ctx, "by_department", args.sluice_set, worker=args.worker,
+                                              variant="by_department")]  # fmt: skip
+    if args.before_worker is not None:
+        before = args.before_worker
+        steps["tables_before"] = lambda: [sluice.run(ctx, "two_tables_before", args.sluice_set, worker=before,
+                                                     variant="two_tables")]  # fmt: skip
+        steps["department_before"] = lambda: [sluice.run(ctx, "by_department_before", args.sluice_set,
+                                                         worker=before, variant="by_department")]  # fmt: skip
     if benthos_binary is not None:
         binary = benthos_binary
         steps["benthos"] = lambda: [benthos.run(ctx, binary)]
         steps["benthos_tuned"] = lambda: [tuned_benthos(ctx, binary, args.quick)]
+    steps["sluice_tuned"] = lambda: [tuned_sluice(ctx, args.quick, args.worker)]
     steps["naive"] = lambda: [naive.run(ctx, args.naive_messages)]
     for key, step in steps.items():
         if key.split("_")[0] not in wanted:
@@ -286,7 +312,7 @@ def measure_systems(ctx: Context, args: argparse.Namespace, benthos_binary: Path
         measured = step()
         for result in measured:
             results[result.key] = result
-            print(f"  {result.title}: {result.window.rate:,.0f} msgs/s", file=sys.stderr)
+            print(f"  {result.title}: {_rate_and_cpu(result)}", file=sys.stderr)
         if not args.keep:
             tables.drop_all()  # so compaction of earlier tables does not slow later systems
     runs = {key: [results[key]] for key in REPEATED if key in results}
@@ -294,11 +320,15 @@ def measure_systems(ctx: Context, args: argparse.Namespace, benthos_binary: Path
         print(f"round {number} of {args.rounds} ...", file=sys.stderr)
         for result in repeat_round(ctx, args, results, benthos_binary, number):
             runs[result.key].append(result)
-            print(f"  {result.title}: {result.window.rate:,.0f} msgs/s", file=sys.stderr)
+            print(f"  {result.title}: {_rate_and_cpu(result)}", file=sys.stderr)
             if not args.keep:
                 tables.drop_all()
     results |= {key: median_run(measured) for key, measured in runs.items()}
     return results
+
+
+def _rate_and_cpu(result: Result) -> str:
+    return f"{result.window.rate:,.0f} msgs/s, {result.cpu_per_1k:.4f} CPU s/1k"
 
 
 def repeat_round(
@@ -317,16 +347,22 @@ def repeat_round(
         yield benthos.run(ctx, benthos_binary, run=number)
     if "benthos_tuned" in first and benthos_binary is not None:
         tuned = first["benthos_tuned"].extra
-        yield benthos.run_tuned(ctx, benthos_binary, benthos.Setting(**tuned["best"]), number, tuned["trials"])
+        yield benthos.run_tuned(ctx, benthos_binary, Setting(**tuned["best"]), number, tuned["trials"])
+    if "sluice_tuned" in first:
+        tuned = first["sluice_tuned"].extra
+        yield sluice.run_tuned(ctx, Setting(**tuned["best"]), number, tuned["trials"], args.worker)
 
 
 def tuned_benthos(ctx: Context, binary: Path, quick: bool) -> Result:
     """Benthos batching at the best batch size and in-flight count of a search on the first rows of the topic."""
-    grid = (benthos.QUICK_BATCHES, benthos.QUICK_IN_FLIGHT) if quick else (benthos.BATCHES, benthos.IN_FLIGHT)
-    settings = [benthos.Setting(batch, flight) for batch in grid[0] for flight in grid[1]]
-    trials = benthos.search(ctx, binary, settings, trial_rows=5_000 if quick else 20_000)
-    best = benthos.Setting(trials[0]["batch"], trials[0]["in_flight"])
-    return benthos.run_tuned(ctx, binary, best, trials=trials)
+    trials = benthos.search(ctx, binary, tuning.grid(quick), trial_rows=TRIAL_ROWS[quick])
+    return benthos.run_tuned(ctx, binary, Setting(trials[0]["batch"], trials[0]["in_flight"]), trials=trials)
+
+
+def tuned_sluice(ctx: Context, quick: bool, worker: Path) -> Result:
+    """The worker at the best of the same settings, found by the same search: tuned against tuned."""
+    trials = sluice.search(ctx, tuning.grid(quick), trial_rows=TRIAL_ROWS[quick], worker=worker)
+    return sluice.run_tuned(ctx, Setting(trials[0]["batch"], trials[0]["in_flight"]), trials=trials, worker=worker)
 
 
 def median_run(runs: list[Result]) -> Result:

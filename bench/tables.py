@@ -47,12 +47,14 @@ class Tables:
         self.created.append(table)
         return table
 
-    def check_by_department(self, table: str, expected: Counter[str]) -> None:
-        """Fails loudly unless the by-department `table` holds exactly the `expected` rows per department."""
+    def check_by_department(self, table: str, expected: Counter[str]) -> int:
+        """Fails loudly unless the by-department `table` holds exactly the `expected` rows per department. Returns
+        the row count."""
         query = SimpleStatement(f"SELECT department FROM {KEYSPACE}.{table}", fetch_size=5000)
         found = Counter(row.department for row in self.session.execute(query, timeout=120))
         if found != expected:
             raise BenchError(f"{KEYSPACE}.{table}: rows per department {dict(found)}, expected {dict(expected)}")
+        return sum(found.values())
 
     def check(self, table: str, count: int, expected: Counter[str] | None = None) -> int:
         """Fails loudly unless `table` holds exactly `count` rows, each with the department its item maps to,

@@ -13,7 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..measure import BenchError, CpuRecorder, CpuUse, Progress, Window, peak_rss_bytes, rss_bytes, watch_progress
+from ..measure import (
+    BenchError,
+    CpuRecorder,
+    CpuUse,
+    Progress,
+    Window,
+    batch_size_warnings,
+    log_size,
+    peak_rss_bytes,
+    rss_bytes,
+    watch_progress,
+)
 from ..tables import Tables
 from ..workload import REPO_DIR, Pipeline
 
@@ -37,6 +48,7 @@ class Context:
     server_pids: dict[str, int]  # "kafka", "cassandra": charged with their CPU during each window
     avro_topic: str | None = None  # the same events as Avro in the Confluent wire format, for the Avro run
     registry_url: str | None = None  # the schema registry holding their schema
+    cassandra_log: Path | None = None  # where Cassandra logs its batch size WARN lines
 
     def recorder(self) -> CpuRecorder:
         return CpuRecorder(self.server_pids)
@@ -56,6 +68,7 @@ class Result:
     rows_per_message: int = 1  # rows written for each message (0: none, 2: two tables)
     memory: Memory | None = None  # of a long-lived system, when every row was durable
     rows_per_request: float | None = None  # rows written over write requests sent, where the system counts both
+    batch_warnings: int | None = None  # Cassandra's log lines for its batches over batch_size_warn_threshold
 
     @property
     def cpu_per_1k(self) -> float:
@@ -101,6 +114,17 @@ def run_child(module: str, args: dict[str, Any], recorder: CpuRecorder, log: Pat
     return Window(report["count"], report["start"], report["end"], launched), report
 
 
+@dataclass(frozen=True)
+class Watched:
+    """What run_watched saw of a long-lived system."""
+
+    window: Window
+    cpu: CpuUse
+    memory: Memory | None  # at the end of the window
+    rows_per_request: float | None  # see Progress
+    batch_warnings: int | None  # Cassandra's batch size lines from start to exit; None: its log is unknown
+
+
 def run_watched(
     ctx: Context,
     name: str,
@@ -109,10 +133,10 @@ def run_watched(
     log: Path,
     env: Mapping[str, str] | None = None,
     on_start: Callable[[int], None] | None = None,
-) -> tuple[Window, CpuUse, Memory | None, float | None]:
+) -> Watched:
     """Runs a long-lived system (`name` in errors) until its `progress` shows every message durable, then stops
-    it with SIGTERM, which it must answer with exit 0; `on_start(pid)` runs when it has its first message. Also
-    returns its memory and the rows per write request (see Progress) at the end of the window."""
+    it with SIGTERM, which it must answer with exit 0; `on_start(pid)` runs when it has its first message."""
+    cassandra_log_from = log_size(ctx.cassandra_log)
     with ctx.recorder() as recorder, open(log, "wb") as out:
         launched = time.monotonic()
         process = subprocess.Popen(argv, env=env, stdout=out, stderr=out)
@@ -135,7 +159,8 @@ def run_watched(
             code = process.wait(60)
     if code != 0:
         raise BenchError(f"{name} exited with {code} after SIGTERM\n{tail(log)}")
-    return window, recorder.between(window.start, window.end), memory, rows_per_request
+    warnings = batch_size_warnings(ctx.cassandra_log, cassandra_log_from) if ctx.cassandra_log else None
+    return Watched(window, recorder.between(window.start, window.end), memory, rows_per_request, warnings)
 
 
 def report_window(count: int, start: float, end: float, **extra: Any) -> None:

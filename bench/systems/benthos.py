@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 from sluice_stack.process import free_port
 
-from ..measure import CpuUse, Progress, Window
+from ..measure import Progress
 from ..workload import REPO_DIR, Pipeline
-from . import Context, Memory, Result, run_watched, tail
+from . import Context, Result, Watched, run_watched, tail, tuning
+from .tuning import Setting
 
 VERSION = "4.27.0"
 TITLE = f"Benthos {VERSION} (1 process)"
@@ -106,33 +106,18 @@ def run(ctx: Context, binary: Path, run: int = 1) -> Result:
     return _measured(ctx, binary, "benthos", label, TITLE, "single-row inserts", batch=1)
 
 
-@dataclass(frozen=True)
-class Setting:
-    """How the tuned Benthos sends: rows per unlogged batch (its `batching.count`) and batches in flight."""
-
-    batch: int
-    in_flight: int
-
-    def __str__(self) -> str:
-        return f"unlogged batches of {self.batch}, {self.in_flight} in flight"
-
-
 TUNED_TITLE = f"Benthos {VERSION}, tuned batching"
-# The search's grid: Cassandra warns past 10 partitions a batch and refuses past 50 KiB (about 300 rows of 168 B).
-BATCHES, IN_FLIGHT = (10, 25, 50, 100), (8, 32, 128)
-QUICK_BATCHES, QUICK_IN_FLIGHT = (10, 50), (32,)
 
 
 def search(ctx: Context, binary: Path, settings: Sequence[Setting], trial_rows: int) -> list[dict[str, Any]]:
-    """Each setting on the first `trial_rows` rows of the topic (own group and table, nothing checked): the
-    driver ceiling's search, for Benthos. Returns the trials, fastest first."""
-    trials = []
-    for setting in settings:
+    """Each setting on the first `trial_rows` rows of the topic (own group and table, nothing checked)."""
+
+    def trial(setting: Setting) -> float:
         label = f"benthos_trial_b{setting.batch}_f{setting.in_flight}"
-        rate = _window(replace(ctx, messages=trial_rows), binary, label, setting.batch, setting.in_flight)[0].rate
-        trials.append({"batch": setting.batch, "in_flight": setting.in_flight, "rate": round(rate)})
-        print(f"benthos trial {setting}: {rate:,.0f} msgs/s", file=sys.stderr)
-    return sorted(trials, key=lambda t: -t["rate"])
+        watched, _ = _window(replace(ctx, messages=trial_rows), binary, label, setting.batch, setting.in_flight)
+        return watched.window.rate
+
+    return tuning.search("benthos", settings, trial)
 
 
 def run_tuned(ctx: Context, binary: Path, best: Setting, run: int = 1, trials: Sequence[dict[str, Any]] = ()) -> Result:
@@ -145,14 +130,13 @@ def run_tuned(ctx: Context, binary: Path, best: Setting, run: int = 1, trials: S
 def _measured(
     ctx: Context, binary: Path, key: str, label: str, title: str, detail: str, batch: int, in_flight: int | None = None
 ) -> Result:
-    window, cpu, memory, per_request, table = _window(ctx, binary, label, batch, in_flight)
+    watched, table = _window(ctx, binary, label, batch, in_flight)
     rows = ctx.tables.check(table, ctx.messages, ctx.expected)
-    return Result(key, title, window, cpu, rows, detail=detail, memory=memory, rows_per_request=per_request)
+    return Result(key, title, watched.window, watched.cpu, rows, detail=detail, memory=watched.memory,
+                  rows_per_request=watched.rows_per_request, batch_warnings=watched.batch_warnings)  # fmt: skip
 
 
-def _window(
-    ctx: Context, binary: Path, label: str, batch: int, in_flight: int | None
-) -> tuple[Window, CpuUse, Memory | None, float | None, str]:
+def _window(ctx: Context, binary: Path, label: str, batch: int, in_flight: int | None) -> tuple[Watched, str]:
     """One Benthos process on a fresh table and group until `ctx.messages` rows are durable."""
     table = ctx.tables.fresh(f"{label}_{ctx.run_id}")
     port = free_port()
@@ -160,5 +144,4 @@ def _window(
     path.write_text(yaml.safe_dump(config(ctx, table, port, batch, label, in_flight), sort_keys=False))
     log = ctx.workdir / f"{label}.log"
     progress = Progress(f"http://127.0.0.1:{port}/metrics", "input_received", "output_sent", "output_batch_sent")
-    window, cpu, memory, per_request = run_watched(ctx, "Benthos", [str(binary), "-c", str(path)], progress, log)
-    return window, cpu, memory, per_request, table
+    return run_watched(ctx, "Benthos", [str(binary), "-c", str(path)], progress, log), table

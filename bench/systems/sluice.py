@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -16,16 +16,18 @@ from sluice_stack.process import free_port
 
 from ..measure import BenchError, Progress
 from ..workload import KEYSPACE
-from . import Context, Result, run_watched
+from . import Context, Result, Watched, run_watched, tuning
+from .tuning import Setting
 
 TITLE = "sluice-worker (1 process)"
 TITLES = {
     "json": TITLE,
     "avro": "sluice-worker, Avro values (schema registry)",
     "two_tables": "sluice-worker, two tables (+ by department)",
+    "by_department": "sluice-worker, by department (5 partitions)",
 }
 WORKER = Path(sys.executable).with_name("sluice-worker")
-Variant = Literal["json", "avro", "two_tables"]
+Variant = Literal["json", "avro", "two_tables", "by_department"]
 
 
 def manifest(
@@ -67,23 +69,32 @@ def _avro(ctx: Context) -> Callable[[dict[str, Any]], None]:
     return shape
 
 
+def _department_transform(transform: dict[str, Any]) -> dict[str, Any]:
+    """The example's transform for a by-department table (its partition per department, rows by id)."""
+    fields = transform["fields"]
+    return {
+        "fields": {"id": fields["id"], "item_name": {**fields["item_name"], "write": False}, "price": fields["price"]},
+        "lookups": transform["lookups"],
+        "required": ["id"],
+    }
+
+
 def _two_tables(second: str) -> Callable[[dict[str, Any]], None]:
-    """The example's table, and a by-department one (its partition per department, rows by id) beside it."""
+    """The example's table, and a by-department one beside it."""
 
     def shape(spec: dict[str, Any]) -> None:
         transform, sink = spec.pop("transform"), spec["sink"]
-        fields = transform["fields"]
-        by_department = {
-            "fields": {"id": fields["id"], "item_name": {**fields["item_name"], "write": False},
-                       "price": fields["price"]},
-            "lookups": transform["lookups"],
-            "required": ["id"],
-        }  # fmt: skip
         spec["tables"] = [{"table": sink.pop("table"), "transform": transform},
-                          {"table": second, "transform": by_department}]  # fmt: skip
+                          {"table": second, "transform": _department_transform(transform)}]  # fmt: skip
         sink.pop("createTable", None)
 
     return shape
+
+
+def _by_department(spec: dict[str, Any]) -> None:
+    """The by-department table alone, instead of the example's: a table whose partition key repeats."""
+    spec["transform"] = _department_transform(spec["transform"])
+    spec["sink"].pop("createTable", None)
 
 
 def run(
@@ -95,11 +106,44 @@ def run(
     variant: Variant = "json",
 ) -> Result:
     """Runs the worker until every row is durable; `on_start(pid)` is called when it has its first message."""
-    table = ctx.tables.fresh(f"{label}_{ctx.run_id}")
+    watched, table, second = _watch(ctx, label, changes or {}, on_start, worker, variant)
+    if variant == "by_department":
+        rows = ctx.tables.check_by_department(table, ctx.expected)
+    else:
+        rows = ctx.tables.check(table, ctx.messages, ctx.expected)
+    if second:
+        ctx.tables.check_by_department(second, ctx.expected)
+    detail = ", ".join(f"{k}={v}" for k, v in (changes or {}).items()) or "the example's delivery settings"
+    if worker != WORKER:
+        detail += f", {worker}"
+    title = TITLES[variant] if worker == WORKER else f"{TITLES[variant]}, {worker.parent.parent.name}"
+    return Result(label, title, replace(watched.window, count=ctx.messages), watched.cpu, rows, detail=detail,
+                  rows_per_message=2 if second else 1, memory=watched.memory,
+                  rows_per_request=watched.rows_per_request, batch_warnings=watched.batch_warnings)  # fmt: skip
+
+
+def _watch(
+    ctx: Context,
+    label: str,
+    changes: Mapping[str, Any],
+    on_start: Callable[[int], None] | None,
+    worker: Path,
+    variant: Variant,
+) -> tuple[Watched, str, str | None]:
+    """One worker on fresh tables and group until `ctx.messages` messages are durable in each: what it did, its
+    table and the by-department one (two_tables)."""
+    fresh = ctx.tables.fresh_by_department if variant == "by_department" else ctx.tables.fresh
+    table = fresh(f"{label}_{ctx.run_id}")
     name = f"bench-{label}-{ctx.run_id}".replace("_", "-")
     second = ctx.tables.fresh_by_department(f"{label}_dept_{ctx.run_id}") if variant == "two_tables" else None
-    shape = _avro(ctx) if variant == "avro" else _two_tables(second) if second else None
-    path = manifest(ctx, name, table, changes or {}, shape)
+    shape: Callable[[dict[str, Any]], None] | None = None
+    if variant == "avro":
+        shape = _avro(ctx)
+    elif variant == "by_department":
+        shape = _by_department
+    elif second:
+        shape = _two_tables(second)
+    path = manifest(ctx, name, table, changes, shape)
     port = free_port()
     env = {
         **os.environ,
@@ -108,7 +152,6 @@ def run(
         "SLUICE_HTTP_HOST": "127.0.0.1",
         "SLUICE_HTTP_PORT": str(port),
     }
-    log = ctx.workdir / f"{label}.log"
     progress = Progress(
         f"http://127.0.0.1:{port}/metrics",
         "sluice_messages_consumed_total",
@@ -117,15 +160,43 @@ def run(
     )
     argv = [str(worker), "--pipeline", str(path)]
     tables = 2 if second else 1  # the window ends when every table has every row
-    window, cpu, memory, per_request = run_watched(replace(ctx, messages=ctx.messages * tables), "sluice-worker", argv,
-                                                   progress, log, env=env, on_start=on_start)  # fmt: skip
-    window = replace(window, count=ctx.messages)
-    rows = ctx.tables.check(table, ctx.messages, ctx.expected)
-    if second:
-        ctx.tables.check_by_department(second, ctx.expected)
-    detail = ", ".join(f"{k}={v}" for k, v in (changes or {}).items()) or "the example's delivery settings"
-    if worker != WORKER:
-        detail += f", {worker}"
-    return Result(label, TITLES[variant] if worker == WORKER else f"{TITLE}, {worker.parent.parent.name}", window,
-                  cpu, rows, detail=detail, rows_per_message=tables, memory=memory,
-                  rows_per_request=per_request)  # fmt: skip
+    watched = run_watched(replace(ctx, messages=ctx.messages * tables), "sluice-worker", argv, progress,
+                          ctx.workdir / f"{label}.log", env=env, on_start=on_start)  # fmt: skip
+    return watched, table, second
+
+
+TUNED_TITLE = "sluice-worker, tuned batching"
+# maxBytesPerWrite for each row of a setting: above what the sink counts for a row of the example (176 B), so that
+# the setting's rows, not bytes, make the batch, as Benthos's batching.count does.
+BYTES_PER_ROW = 256
+
+
+def tuned_changes(setting: Setting) -> dict[str, int]:
+    """The worker's delivery settings that send as `setting` says."""
+    return {
+        "delivery.maxRowsPerWrite": setting.batch,
+        "delivery.maxBytesPerWrite": setting.batch * BYTES_PER_ROW,
+        "delivery.maxInFlight": setting.in_flight,
+    }
+
+
+def search(ctx: Context, settings: Sequence[Setting], trial_rows: int, worker: Path = WORKER) -> list[dict[str, Any]]:
+    """Each setting on the first `trial_rows` rows of the topic (own group and table, nothing checked): the search
+    tuned Benthos gets, for the worker."""
+
+    def trial(setting: Setting) -> float:
+        label = f"sluice_trial_b{setting.batch}_f{setting.in_flight}"
+        watched, _, _ = _watch(replace(ctx, messages=trial_rows), label, tuned_changes(setting), None, worker, "json")
+        return watched.window.rate
+
+    return tuning.search("sluice", settings, trial)
+
+
+def run_tuned(
+    ctx: Context, best: Setting, run_number: int = 1, trials: Sequence[dict[str, Any]] = (), worker: Path = WORKER
+) -> Result:
+    """The worker at the setting the search found, on every message, rows checked."""
+    label = "sluice_tuned" + (f"_run{run_number}" if run_number > 1 else "")
+    result = run(ctx, label, tuned_changes(best), worker=worker)
+    extra = {"best": {"batch": best.batch, "in_flight": best.in_flight}, "trials": list(trials)}
+    return replace(result, key="sluice_tuned", title=TUNED_TITLE, detail=str(best), extra=extra)

@@ -7,6 +7,7 @@ import http.server
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -211,3 +212,63 @@ def test_rows_per_request_is_rows_written_over_requests_counted() -> None:
         assert counted.rows_per_request() == 23.0
         assert Progress(url, "consumed", "sluice_rows_written_total", "output_batch_sent").rows_per_request() is None
         assert Progress(url, "consumed", "sluice_rows_written_total").rows_per_request() is None
+
+
+def test_cassandras_batch_size_lines_are_counted_from_where_the_system_started(tmp_path: Path) -> None:
+    from bench.measure import batch_size_warnings, log_size
+
+    log = tmp_path / "cassandra.log"
+    assert log_size(log) == 0  # not written yet: count from its start
+    warn = "WARN  [Native-Transport-Requests-1] BatchStatement.java:293 - Batch for [ks.t] is of size 16.36KiB, "
+    log.write_text(f"{warn}exceeding specified threshold of 5.000KiB by 11.36KiB.\nINFO  flushed\n")
+    start = log_size(log)
+    with log.open("a") as more:
+        more.write(f"{warn}exceeding specified threshold of 5.000KiB by 11.36KiB.\n" * 3 + "INFO  compacted\n")
+    assert batch_size_warnings(log, start) == 3
+    assert batch_size_warnings(log, 0) == 4
+
+
+def test_a_tuned_setting_sends_its_rows_a_batch_whatever_their_bytes() -> None:
+    """The tuned worker is held to the setting's rows, as Benthos's batching.count: its byte limit never binds
+    for rows of the example's size (176 B as the sink counts them)."""
+    from sluice_worker.batching import batches
+    from sluice_worker.model import DeliverySpec
+    from sluice_worker.transform import Record
+    from sluice_worker.writes import PendingRow
+
+    from bench.systems.sluice import tuned_changes
+    from bench.systems.tuning import grid
+
+    rows = [[PendingRow(Record("t", 0, offset, 0), statement=None, size=176)] for offset in range(250)]
+    for setting in grid(quick=False):
+        changes = tuned_changes(setting)
+        delivery = DeliverySpec.model_validate({key.removeprefix("delivery."): v for key, v in changes.items()})
+        sent = [len(batch) for batch in batches(rows, delivery.max_rows_per_write, delivery.max_bytes_per_write)]
+        assert sent[:2] == [setting.batch] * 2, setting
+        assert delivery.max_in_flight == setting.in_flight
+
+
+def test_tuned_against_tuned_is_reported_beside_the_targets() -> None:
+    from bench.report import summary, table
+
+    def result(key: str, seconds: float, cpu: float, cassandra: float, warnings: int) -> Result:
+        return Result(key, key, Window(10_000, 0.0, seconds, 0.0), CpuUse({"process": cpu, "cassandra": cassandra},
+                      0.9, seconds), 10_000, batch_warnings=warnings,
+                      extra={"best": {"batch": 100, "in_flight": 32}, "trials": []})  # fmt: skip
+
+    results = {
+        "sluice": result("sluice", 2.5, 1.0, 0.7, 0),
+        "sluice_tuned": result("sluice_tuned", 2.0, 0.8, 0.6, 100),  # 5,000 msgs/s, 0.08 CPU s/1k, 60 us/row
+        "benthos_tuned": result("benthos_tuned", 2.5, 2.0, 0.7, 95),  # 4,000 msgs/s, 0.2 CPU s/1k, 70 us/row
+    }
+    got = summary(results, 10_000, 3, None, None, None, "not measured", None)
+    assert got["ratio_to_benthos_tuned"] == 1.0  # Sluice at its defaults
+    assert got["tuned_ratio_to_benthos_tuned"] == 1.25
+    assert got["tuned_cpu_ratio_to_benthos_tuned"] == 0.4
+    assert got["tuned_cassandra_cost_ratio_to_benthos_tuned"] == 0.857
+    assert got["cassandra_batch_warnings"] == {"sluice": 0, "sluice_tuned": 100, "benthos_tuned": 95}
+    lines = table(results, got, None).splitlines()
+    tuned = next(line for line in lines if line.startswith("tuned against tuned"))
+    assert "tuned_ratio_to_benthos_tuned 1.25" in tuned and "'batch': 100" in tuned
+    row = next(line for line in lines if line.startswith("sluice_tuned "))
+    assert row.split()[11] == "100"  # the WARNs column
