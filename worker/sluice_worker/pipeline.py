@@ -30,6 +30,9 @@ from .writes import MissingKey, PendingRow, Sink, Write, Writes, backoff_seconds
 log = logging.getLogger("sluice.worker")
 
 REBALANCE_DRAIN_SECONDS = 10.0  # how long a revoked partition's writes may take before we let it go
+# Messages transformed between two looks at the answered writes while a poll is handled: its rows are sent once
+# the whole poll is grouped, so in the meantime Cassandra is kept busy with the writes already waiting.
+REFILL_EVERY = 32
 # Allocations between young-generation collections (Python's default: 700). See tune_garbage_collector().
 GC_YOUNG_THRESHOLD = 20_000
 
@@ -153,7 +156,9 @@ class PipelineWorker:
         groups: dict[tuple[object, ...], dict[object, list[PendingRow]]] = {}
         consumed: Counter[str] = Counter()
         rewound: set[TP] = set()  # partitions to read again from a message the registry could not decode yet
-        for message in messages:
+        for number, message in enumerate(messages, 1):
+            if number % REFILL_EVERY == 0:
+                self._send_waiting()  # the slots of writes answered meanwhile go to the waiting ones
             if message.error():
                 log.warning("consumer error: %s", message.error())
                 continue
