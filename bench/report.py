@@ -28,6 +28,10 @@ OPERATOR_TARGETS = {1000: 20.0, 10_000: 120.0}  # DataPipelines -> all their Dep
 LATENCY_TARGETS = {0.5: 1.0, 0.99: 3.0}  # create -> Deployment, one at a time, with the sizes' pipelines present
 
 
+def _setting(best: dict[str, int] | None) -> str:
+    return f"batches of {best['batch']}, {best['in_flight']} in flight" if best else "-"
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a is not None and b else None
 
@@ -200,7 +204,9 @@ def table(results: dict[str, Result], summary: dict[str, Any], operator: Operato
     tuned = [key for key in TUNED_AGAINST_TUNED if summary.get(key) is not None]
     if tuned:
         shown = "  ".join(f"{key} {summary[key]}" for key in tuned)
-        lines.append(f"tuned against tuned (the same search for both, {summary['sluice_tuned_setting']}): {shown}")
+        sluice, benthos = _setting(summary["sluice_tuned_setting"]), _setting(summary["benthos_tuned_setting"])
+        lines.append(f"tuned against tuned (the same search for both; Sluice at {sluice}, Benthos at {benthos}):")
+        lines.append(f"  {shown}")
     if summary["benthos_error"]:
         lines.append(f"benthos: null ({summary['benthos_error']})")
     lines.append("")

@@ -28,10 +28,11 @@ class Tables:
         )
         self.created: list[str] = []
 
-    def fresh(self, table: str) -> str:
-        """An empty table named `table` with the example's columns (replacing any leftover)."""
+    def fresh(self, table: str, primary_key: tuple[str, ...] | None = None) -> str:
+        """An empty table named `table` with the example's columns (replacing any leftover), keyed by the example's
+        primary key or `primary_key`."""
         self.session.execute(f"DROP TABLE IF EXISTS {KEYSPACE}.{table}", timeout=60)
-        self.session.execute(self.pipeline.create_table_cql(table), timeout=60)
+        self.session.execute(self.pipeline.create_table_cql(table, primary_key), timeout=60)
         self._cluster.control_connection.wait_for_schema_agreement(wait_time=30)
         self.created.append(table)
         return table
@@ -47,14 +48,12 @@ class Tables:
         self.created.append(table)
         return table
 
-    def check_by_department(self, table: str, expected: Counter[str]) -> int:
-        """Fails loudly unless the by-department `table` holds exactly the `expected` rows per department. Returns
-        the row count."""
+    def check_by_department(self, table: str, expected: Counter[str]) -> None:
+        """Fails loudly unless the by-department `table` holds exactly the `expected` rows per department."""
         query = SimpleStatement(f"SELECT department FROM {KEYSPACE}.{table}", fetch_size=5000)
         found = Counter(row.department for row in self.session.execute(query, timeout=120))
         if found != expected:
             raise BenchError(f"{KEYSPACE}.{table}: rows per department {dict(found)}, expected {dict(expected)}")
-        return sum(found.values())
 
     def check(self, table: str, count: int, expected: Counter[str] | None = None) -> int:
         """Fails loudly unless `table` holds exactly `count` rows, each with the department its item maps to,

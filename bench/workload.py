@@ -69,11 +69,13 @@ class Pipeline:
         markers = ", ".join("?" for _ in self.insert_columns)
         return f"INSERT INTO {KEYSPACE}.{table} ({names}) VALUES ({markers}) USING TIMESTAMP ?"
 
-    def create_table_cql(self, table: str) -> str:
+    def create_table_cql(self, table: str, primary_key: tuple[str, ...] | None = None) -> str:
+        """The example's table; `primary_key` (its first column the partition key) instead of the example's."""
         create = self.spec["sink"]["createTable"]
         columns = ", ".join(f"{name} {cql_type}" for name, cql_type in create["columns"].items())
-        split = create.get("partitionKeyColumns", 1)
-        key = ", ".join([f"({', '.join(create['primaryKey'][:split])})", *create["primaryKey"][split:]])
+        split = create.get("partitionKeyColumns", 1) if primary_key is None else 1
+        primary_key = primary_key or tuple(create["primaryKey"])
+        key = ", ".join([f"({', '.join(primary_key[:split])})", *primary_key[split:]])
         return f"CREATE TABLE {KEYSPACE}.{table} ({columns}, PRIMARY KEY ({key}))"
 
 

@@ -268,7 +268,8 @@ def test_tuned_against_tuned_is_reported_beside_the_targets() -> None:
     assert got["tuned_cassandra_cost_ratio_to_benthos_tuned"] == 0.857
     assert got["cassandra_batch_warnings"] == {"sluice": 0, "sluice_tuned": 100, "benthos_tuned": 95}
     lines = table(results, got, None).splitlines()
-    tuned = next(line for line in lines if line.startswith("tuned against tuned"))
-    assert "tuned_ratio_to_benthos_tuned 1.25" in tuned and "'batch': 100" in tuned
+    at = next(number for number, line in enumerate(lines) if line.startswith("tuned against tuned"))
+    assert "Sluice at batches of 100, 32 in flight, Benthos at batches of 100, 32 in flight" in lines[at]
+    assert "tuned_ratio_to_benthos_tuned 1.25" in lines[at + 1]
     row = next(line for line in lines if line.startswith("sluice_tuned "))
     assert row.split()[11] == "100"  # the WARNs column
