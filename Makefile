@@ -53,10 +53,10 @@ test: venv ## the whole suite against real servers (uses a running stack-up, els
 test-unit: venv ## only the tests that need no server
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-lint: venv ## ruff, mypy and the import contracts (pyproject.toml)
+lint: venv ## ruff, mypy (also bench/) and the import contracts (pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	MYPY_CACHE_DIR=$${SLUICE_CACHE:-$$HOME/.cache/sluice}/mypy $(VENV)/bin/mypy operator/sluice_operator worker/sluice_worker hack/sluice_stack
+	MYPY_CACHE_DIR=$${SLUICE_CACHE:-$$HOME/.cache/sluice}/mypy $(VENV)/bin/mypy operator/sluice_operator worker/sluice_worker hack/sluice_stack bench
 	$(VENV)/bin/lint-imports
 
 format: venv ## apply ruff's fixes and formatting
